@@ -1,0 +1,493 @@
+//! Backup: walk paths, store what changed, and commit a snapshot.
+//!
+//! This module wires the stages together: walk (here) → chunk → id → dedup → compress → seal
+//! → pack → upload (`saver`). Files whose size, mtime, ctime and inode match the parent
+//! snapshot are not read again. Unreadable files become warnings, not aborts; a store
+//! failure aborts before any snapshot is written, so no partial snapshot ever appears.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::fs::{File, Metadata};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::Instant;
+
+use crate::blob::BlobType;
+use crate::chunker::{ChunkStream, Chunker};
+use crate::error::{Error, Result};
+use crate::filter::PathFilter;
+use crate::fsmeta::{self, OwnerNames};
+use crate::id::{BlobId, ObjectId};
+use crate::repo::{Repository, host_and_user};
+use crate::saver::{BlobSaver, add_to_index};
+use crate::snapshot::{SNAPSHOT_VERSION, Snapshot, Summary};
+use crate::tree::{Node, NodeKind, Timestamp, Tree};
+
+/// Which snapshot to compare against to skip unchanged files.
+#[derive(Debug, Clone, Default)]
+pub enum ParentChoice {
+    /// The latest snapshot of the same host and paths.
+    #[default]
+    Auto,
+    /// Read every file.
+    None,
+    /// This snapshot (id, prefix or `latest`).
+    Snapshot(String),
+}
+
+/// Content from standard input, stored as one file.
+pub struct StdinSource {
+    /// The file name in the snapshot.
+    pub name: String,
+    /// The data.
+    pub reader: Box<dyn Read>,
+}
+
+/// What to back up and how.
+#[derive(Default)]
+pub struct BackupOptions {
+    /// Paths to back up.
+    pub paths: Vec<PathBuf>,
+    /// Tags for the snapshot.
+    pub tags: Vec<String>,
+    /// Host name to record (default: this host).
+    pub host: Option<String>,
+    /// Exclude patterns.
+    pub excludes: Vec<String>,
+    /// Stay on the file system of each path.
+    pub one_file_system: bool,
+    /// Parent snapshot.
+    pub parent: ParentChoice,
+    /// Back up standard input instead of paths.
+    pub stdin: Option<StdinSource>,
+}
+
+/// Callbacks for progress display. The library never prints.
+pub trait Progress {
+    /// A file is being read.
+    fn file(&self, _path: &Path) {}
+    /// `n` more bytes were read.
+    fn bytes(&self, _n: u64) {}
+    /// Something could not be backed up.
+    fn warning(&self, _message: &str) {}
+}
+
+/// Progress that reports nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// The result of a backup.
+#[derive(Debug)]
+pub struct BackupOutcome {
+    /// The new snapshot's id.
+    pub id: ObjectId,
+    /// The snapshot.
+    pub snapshot: Snapshot,
+    /// Files that could not be read or changed while read.
+    pub warnings: Vec<String>,
+}
+
+/// Backs up, writes the snapshot, and adds the new packs to `repo`'s index.
+pub fn backup(repo: &mut Repository, mut opts: BackupOptions, progress: &dyn Progress) -> Result<BackupOutcome> {
+    let started = Instant::now();
+    let time_ns = crate::clock::now_ns();
+    let (this_host, username) = host_and_user();
+    let hostname = opts.host.clone().unwrap_or(this_host);
+    let paths = absolute_paths(&opts.paths)?;
+    if paths.is_empty() && opts.stdin.is_none() {
+        return Err(Error::invalid("nothing to back up: give at least one path, or --stdin"));
+    }
+    let path_strings: Vec<String> = match &opts.stdin {
+        Some(s) => vec![format!("/{}", s.name)],
+        None => paths.iter().map(|p| p.display().to_string()).collect(),
+    };
+    let parent = find_parent(repo, &opts.parent, &hostname, &path_strings)?;
+    let stdin = opts.stdin.take();
+    let (tree, summary, warnings, packs) = {
+        let repo_ref: &Repository = repo;
+        let mut walker = Walker::new(repo_ref, &opts, progress)?;
+        let parent_root = match &parent {
+            Some((_, snap)) => Some(repo_ref.load_tree(&snap.tree)?),
+            None => None,
+        };
+        let tree = match stdin {
+            Some(source) => walker.stdin_tree(source)?,
+            None => walker.root_tree(&paths, parent_root.as_ref())?,
+        };
+        let Walker { saver, mut summary, warnings, .. } = walker;
+        let (packs, stats) = saver.finish()?;
+        summary.blobs_added = stats.blobs;
+        summary.bytes_added = stats.bytes;
+        (tree, summary, warnings, packs)
+    };
+    add_to_index(repo.index_mut(), &packs);
+    let mut summary = summary;
+    summary.warnings = warnings.len() as u64;
+    summary.duration_ns = started.elapsed().as_nanos() as u64;
+    let snapshot = Snapshot {
+        version: SNAPSHOT_VERSION,
+        time_ns,
+        tree,
+        paths: path_strings,
+        hostname,
+        username,
+        tags: opts.tags.clone(),
+        parent: parent.map(|(id, _)| id),
+        program: format!("coffer {}", env!("CARGO_PKG_VERSION")),
+        summary,
+    };
+    let id = repo.save_snapshot(&snapshot)?;
+    Ok(BackupOutcome { id, snapshot, warnings })
+}
+
+fn find_parent(repo: &Repository, choice: &ParentChoice, host: &str, paths: &[String]) -> Result<Option<(ObjectId, Snapshot)>> {
+    match choice {
+        ParentChoice::None => Ok(None),
+        ParentChoice::Snapshot(spec) => repo.find_snapshot(spec).map(Some),
+        ParentChoice::Auto => {
+            let mut wanted = paths.to_vec();
+            wanted.sort();
+            Ok(repo.snapshots()?.into_iter().rev().find(|(_, s)| {
+                let mut p = s.paths.clone();
+                p.sort();
+                s.hostname == host && p == wanted
+            }))
+        }
+    }
+}
+
+/// Makes paths absolute and lexically normal, without following symlinks.
+fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        let abs = std::path::absolute(p).map_err(|e| Error::io(format!("resolving {}", p.display()), e))?;
+        let mut norm = PathBuf::from("/");
+        for c in abs.components() {
+            match c {
+                Component::Normal(n) => norm.push(n),
+                Component::ParentDir => {
+                    norm.pop();
+                }
+                _ => {}
+            }
+        }
+        if !out.contains(&norm) {
+            out.push(norm);
+        }
+    }
+    Ok(out)
+}
+
+/// A directory of the virtual tree above the backed-up paths.
+#[derive(Default)]
+struct VirtualDir {
+    children: BTreeMap<Vec<u8>, VirtualEntry>,
+}
+
+enum VirtualEntry {
+    /// A path given to back up: stored whole.
+    Target(PathBuf),
+    /// A directory above one or more targets: only its metadata and those children.
+    Between(PathBuf, VirtualDir),
+}
+
+fn virtual_root(paths: &[PathBuf]) -> VirtualDir {
+    let mut root = VirtualDir::default();
+    for path in paths {
+        let names: Vec<&OsStr> = path.iter().skip(1).collect();
+        let mut dir = &mut root;
+        let mut so_far = PathBuf::from("/");
+        for (i, name) in names.iter().enumerate() {
+            so_far.push(name);
+            let key = name.as_bytes().to_vec();
+            if i + 1 == names.len() {
+                dir.children.insert(key, VirtualEntry::Target(so_far.clone()));
+                break;
+            }
+            let entry = dir
+                .children
+                .entry(key)
+                .or_insert_with(|| VirtualEntry::Between(so_far.clone(), VirtualDir::default()));
+            match entry {
+                VirtualEntry::Between(_, sub) => dir = sub,
+                VirtualEntry::Target(_) => break, // an ancestor is already backed up whole
+            }
+        }
+    }
+    root
+}
+
+struct Walker<'r, 'p> {
+    repo: &'r Repository,
+    saver: BlobSaver<'r>,
+    chunker: Chunker,
+    excludes: PathFilter,
+    one_file_system: bool,
+    owners: OwnerNames,
+    hardlinks: HashMap<(u64, u64), Node>,
+    summary: Summary,
+    warnings: Vec<String>,
+    progress: &'p dyn Progress,
+}
+
+impl<'r, 'p> Walker<'r, 'p> {
+    fn new(repo: &'r Repository, opts: &BackupOptions, progress: &'p dyn Progress) -> Result<Self> {
+        Ok(Walker {
+            repo,
+            saver: BlobSaver::new(repo),
+            chunker: Chunker::new(repo.config().chunker, &repo.keys().chunker_seed()),
+            excludes: PathFilter::new(&opts.excludes)?,
+            one_file_system: opts.one_file_system,
+            owners: OwnerNames::default(),
+            hardlinks: HashMap::new(),
+            summary: Summary::default(),
+            warnings: Vec::new(),
+            progress,
+        })
+    }
+
+    fn warn(&mut self, message: String) {
+        self.progress.warning(&message);
+        self.warnings.push(message);
+    }
+
+    fn save_tree(&mut self, nodes: Vec<Node>) -> Result<BlobId> {
+        self.saver.save(BlobType::Tree, &Tree::new(nodes).encode()?)
+    }
+
+    fn root_tree(&mut self, paths: &[PathBuf], parent: Option<&Tree>) -> Result<BlobId> {
+        if paths.iter().any(|p| p.as_os_str() == "/") {
+            let meta = self.lstat(Path::new("/"))?;
+            let nodes = self.dir_entries(Path::new("/"), meta.dev(), parent)?;
+            return self.save_tree(nodes);
+        }
+        let root = virtual_root(paths);
+        let nodes = self.virtual_entries(&root, parent)?;
+        self.save_tree(nodes)
+    }
+
+    fn virtual_entries(&mut self, dir: &VirtualDir, parent: Option<&Tree>) -> Result<Vec<Node>> {
+        let mut nodes = Vec::new();
+        for (name, entry) in &dir.children {
+            let old = parent.and_then(|t| t.find(name));
+            let node = match entry {
+                VirtualEntry::Target(path) => match std::fs::symlink_metadata(path) {
+                    Ok(meta) => self.entry(path, name, &meta, meta.dev(), old)?,
+                    Err(e) => {
+                        self.warn(format!("{}: cannot back up: {e}", path.display()));
+                        None
+                    }
+                },
+                VirtualEntry::Between(path, sub) => {
+                    let meta = self.lstat(path)?;
+                    let mut node = fsmeta::node_from_metadata(name, &meta, &mut self.owners);
+                    let old_tree = self.parent_tree(old)?;
+                    let children = self.virtual_entries(sub, old_tree.as_ref())?;
+                    node.subtree = Some(self.save_tree(children)?);
+                    Some(node)
+                }
+            };
+            nodes.extend(node);
+        }
+        Ok(nodes)
+    }
+
+    fn lstat(&self, path: &Path) -> Result<Metadata> {
+        std::fs::symlink_metadata(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
+    }
+
+    fn parent_tree(&mut self, old: Option<&Node>) -> Result<Option<Tree>> {
+        let Some(id) = old.and_then(|n| n.subtree) else { return Ok(None) };
+        match self.repo.load_tree(&id) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) => {
+                self.warn(format!("parent snapshot tree {} unreadable, reading files again: {e}", id.short()));
+                Ok(None)
+            }
+        }
+    }
+
+    /// The sorted, filtered entries of directory `path`.
+    fn dir_entries(&mut self, path: &Path, root_dev: u64, parent: Option<&Tree>) -> Result<Vec<Node>> {
+        let mut names: Vec<Vec<u8>> = match std::fs::read_dir(path) {
+            Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().as_bytes().to_vec()).collect(),
+            Err(e) => {
+                self.warn(format!("{}: cannot list directory: {e}", path.display()));
+                return Ok(Vec::new());
+            }
+        };
+        names.sort();
+        let mut nodes = Vec::with_capacity(names.len());
+        for name in names {
+            let child = path.join(OsStr::from_bytes(&name));
+            if self.excludes.matches(child.as_os_str().as_bytes(), &name) {
+                continue;
+            }
+            let meta = match std::fs::symlink_metadata(&child) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.warn(format!("{}: cannot read metadata: {e}", child.display()));
+                    continue;
+                }
+            };
+            let old = parent.and_then(|t| t.find(&name));
+            nodes.extend(self.entry(&child, &name, &meta, root_dev, old)?);
+        }
+        Ok(nodes)
+    }
+
+    /// The node for one path, `None` if it was skipped with a warning.
+    fn entry(&mut self, path: &Path, name: &[u8], meta: &Metadata, root_dev: u64, old: Option<&Node>) -> Result<Option<Node>> {
+        let mut node = fsmeta::node_from_metadata(name, meta, &mut self.owners);
+        match fsmeta::read_xattrs(path) {
+            Ok(x) => node.xattrs = x,
+            Err(e) => self.warn(e.to_string()),
+        }
+        match node.kind {
+            NodeKind::Dir => {
+                self.summary.dirs += 1;
+                let nodes = if self.one_file_system && meta.dev() != root_dev {
+                    Vec::new()
+                } else {
+                    let old_tree = self.parent_tree(old)?;
+                    self.dir_entries(path, root_dev, old_tree.as_ref())?
+                };
+                node.subtree = Some(self.save_tree(nodes)?);
+            }
+            NodeKind::File => return self.file(path, node, old),
+            NodeKind::Symlink => {
+                self.summary.others += 1;
+                match std::fs::read_link(path) {
+                    Ok(t) => node.target = Some(t.as_os_str().as_bytes().to_vec()),
+                    Err(e) => {
+                        self.warn(format!("{}: cannot read link: {e}", path.display()));
+                        return Ok(None);
+                    }
+                }
+            }
+            _ => self.summary.others += 1,
+        }
+        Ok(Some(node))
+    }
+
+    fn file(&mut self, path: &Path, mut node: Node, old: Option<&Node>) -> Result<Option<Node>> {
+        self.summary.bytes_total += node.size;
+        let key = (node.device, node.inode);
+        if node.links > 1 {
+            if let Some(first) = self.hardlinks.get(&key) {
+                node.content = first.content.clone();
+                node.blake3 = first.blake3;
+                node.size = first.size;
+                self.summary.files_unchanged += 1;
+                return Ok(Some(node));
+            }
+        }
+        if let Some(old) = old.filter(|o| self.unchanged(o, &node)) {
+            node.content = old.content.clone();
+            node.blake3 = old.blake3;
+            self.summary.files_unchanged += 1;
+        } else {
+            if old.is_some() {
+                self.summary.files_changed += 1;
+            } else {
+                self.summary.files_new += 1;
+            }
+            self.progress.file(path);
+            if let Err(e) = self.read_file(path, &mut node) {
+                if e.kind() != crate::error::ErrorKind::Io && e.kind() != crate::error::ErrorKind::NotFound {
+                    return Err(e);
+                }
+                self.warn(format!("{}: cannot read file, not backed up: {e}", path.display()));
+                return Ok(None);
+            }
+        }
+        if node.links > 1 {
+            self.hardlinks.insert(key, node.clone());
+        }
+        Ok(Some(node))
+    }
+
+    /// Whether the parent's node can stand for the file without reading it.
+    fn unchanged(&self, old: &Node, new: &Node) -> bool {
+        old.kind == NodeKind::File
+            && old.size == new.size
+            && old.mtime == new.mtime
+            && old.ctime == new.ctime
+            && old.inode == new.inode
+            && old.blake3.is_some()
+            && old.content.iter().all(|id| self.saver.has(id))
+    }
+
+    fn read_file(&mut self, path: &Path, node: &mut Node) -> Result<()> {
+        let file = File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| Error::io("open", e))?;
+        let before = file.metadata().map_err(|e| Error::io("stat", e))?;
+        let (content, hash, size) = self.store_stream(&file)?;
+        let after = file.metadata().map_err(|e| Error::io("stat", e))?;
+        if before.mtime() != after.mtime()
+            || before.mtime_nsec() != after.mtime_nsec()
+            || size != before.size()
+            || after.size() != size
+        {
+            self.warn(format!(
+                "{}: file changed while it was read; the snapshot holds the {size} bytes read",
+                path.display()
+            ));
+        }
+        node.content = content;
+        node.blake3 = Some(hash);
+        node.size = size;
+        Ok(())
+    }
+
+    /// Chunks, hashes and saves a stream; returns chunk ids, whole-file BLAKE3 and size.
+    fn store_stream(&mut self, reader: impl Read) -> Result<(Vec<BlobId>, ObjectId, u64)> {
+        let mut stream = ChunkStream::new(&self.chunker, reader);
+        let mut hasher = blake3::Hasher::new();
+        let mut content = Vec::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next_chunk().map_err(|e| Error::io("read", e))? {
+            hasher.update(chunk);
+            size += chunk.len() as u64;
+            self.progress.bytes(chunk.len() as u64);
+            content.push(self.saver.save(BlobType::Data, chunk)?);
+        }
+        self.summary.bytes_read += size;
+        Ok((content, ObjectId(*hasher.finalize().as_bytes()), size))
+    }
+
+    fn stdin_tree(&mut self, source: StdinSource) -> Result<BlobId> {
+        let now = crate::clock::now_ns();
+        let t = Timestamp { sec: now.div_euclid(1_000_000_000), nsec: now.rem_euclid(1_000_000_000) as u32 };
+        let (content, hash, size) = self.store_stream(source.reader)?;
+        self.summary.files_new += 1;
+        self.summary.bytes_total += size;
+        let node = Node {
+            name: source.name.as_bytes().to_vec(),
+            kind: NodeKind::File,
+            mode: 0o644,
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            user: None,
+            group: None,
+            mtime: t,
+            ctime: t,
+            inode: 0,
+            device: 0,
+            links: 1,
+            size,
+            content,
+            blake3: Some(hash),
+            subtree: None,
+            target: None,
+            rdev: 0,
+            xattrs: Vec::new(),
+        };
+        self.save_tree(vec![node])
+    }
+}

@@ -1,0 +1,176 @@
+//! File-system metadata: read a path's metadata into a [`Node`], and apply a node's metadata
+//! to a restored path.
+//!
+//! Symlinks are never followed: metadata is read with `lstat`, extended attributes with
+//! `llistxattr`, times are set with `utimensat(AT_SYMLINK_NOFOLLOW)`. Ownership is restored
+//! only when running as root (as other tools do); permission bits are set after ownership,
+//! because `chown` clears setuid and setgid.
+
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use nix::sys::stat::{SFlag, UtimensatFlags, utimensat};
+use nix::sys::time::TimeSpec;
+
+use crate::error::{Error, Result};
+use crate::tree::{Node, NodeKind, Timestamp, Xattr};
+
+/// The node kind of a file type.
+pub fn kind_of(meta: &Metadata) -> NodeKind {
+    let t = meta.file_type();
+    if t.is_dir() {
+        NodeKind::Dir
+    } else if t.is_symlink() {
+        NodeKind::Symlink
+    } else if t.is_fifo() {
+        NodeKind::Fifo
+    } else if t.is_char_device() {
+        NodeKind::CharDevice
+    } else if t.is_block_device() {
+        NodeKind::BlockDevice
+    } else if t.is_socket() {
+        NodeKind::Socket
+    } else {
+        NodeKind::File
+    }
+}
+
+/// Caches uid/gid to name lookups for one backup.
+#[derive(Default)]
+pub struct OwnerNames {
+    users: HashMap<u32, Option<String>>,
+    groups: HashMap<u32, Option<String>>,
+}
+
+impl OwnerNames {
+    fn user(&mut self, uid: u32) -> Option<String> {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.name))
+            .clone()
+    }
+
+    fn group(&mut self, gid: u32) -> Option<String> {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| nix::unistd::Group::from_gid(gid.into()).ok().flatten().map(|g| g.name))
+            .clone()
+    }
+}
+
+fn ts(sec: i64, nsec: i64) -> Timestamp {
+    Timestamp { sec, nsec: nsec.clamp(0, 999_999_999) as u32 }
+}
+
+/// A node for `name` from `lstat` metadata, without content, subtree or link target.
+pub fn node_from_metadata(name: &[u8], meta: &Metadata, owners: &mut OwnerNames) -> Node {
+    let kind = kind_of(meta);
+    Node {
+        name: name.to_vec(),
+        kind,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        user: owners.user(meta.uid()),
+        group: owners.group(meta.gid()),
+        mtime: ts(meta.mtime(), meta.mtime_nsec()),
+        ctime: ts(meta.ctime(), meta.ctime_nsec()),
+        inode: meta.ino(),
+        device: meta.dev(),
+        links: meta.nlink(),
+        size: if kind == NodeKind::File { meta.size() } else { 0 },
+        content: Vec::new(),
+        blake3: None,
+        subtree: None,
+        target: None,
+        rdev: if matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice) { meta.rdev() } else { 0 },
+        xattrs: Vec::new(),
+    }
+}
+
+/// Reads the extended attributes of `path` (not following symlinks). File systems without
+/// xattr support give an empty list.
+pub fn read_xattrs(path: &Path) -> Result<Vec<Xattr>> {
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("listing xattrs of {}", path.display()), e)),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let value = xattr::get(path, &name).map_err(|e| Error::io(format!("reading xattrs of {}", path.display()), e))?;
+        if let Some(value) = value {
+            out.push(Xattr { name: name.as_bytes().to_vec(), value });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Creates a FIFO or device node at `path`.
+pub fn make_special(path: &Path, node: &Node) -> Result<()> {
+    let kind = match node.kind {
+        NodeKind::Fifo => SFlag::S_IFIFO,
+        NodeKind::CharDevice => SFlag::S_IFCHR,
+        NodeKind::BlockDevice => SFlag::S_IFBLK,
+        _ => return Err(Error::invalid("not a special file")),
+    };
+    let perm = nix::sys::stat::Mode::from_bits_truncate(node.mode & 0o777);
+    nix::sys::stat::mknod(path, kind, perm, node.rdev)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e.into()))
+}
+
+/// Applies ownership (as root), xattrs, permission bits and times. Returns the problems
+/// met, as warnings: metadata that could not be set does not lose data.
+pub fn apply_metadata(path: &Path, node: &Node, as_root: bool) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let mut note = |what: &str, e: std::io::Error| warnings.push(format!("{}: cannot set {what}: {e}", path.display()));
+    if node.kind != NodeKind::Symlink {
+        for x in &node.xattrs {
+            let name = std::ffi::OsStr::from_bytes(&x.name);
+            if let Err(e) = xattr::set(path, name, &x.value) {
+                note("extended attribute", e);
+            }
+        }
+    }
+    if as_root {
+        if let Err(e) = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid)) {
+            note("owner", e);
+        }
+    }
+    if node.kind != NodeKind::Symlink {
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode)) {
+            note("permissions", e);
+        }
+    }
+    // Access times are not recorded; the restored file gets its mtime as atime.
+    let mtime = TimeSpec::new(node.mtime.sec, node.mtime.nsec.into());
+    if let Err(e) = utimensat(nix::fcntl::AT_FDCWD, path, &mtime, &mtime, UtimensatFlags::NoFollowSymlink) {
+        note("times", e.into());
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_and_applies_times_before_1970() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"x").unwrap();
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        let mut node = node_from_metadata(b"f", &meta, &mut OwnerNames::default());
+        assert_eq!(node.kind, NodeKind::File);
+        node.mtime = Timestamp { sec: -86_400 * 365, nsec: 123_456_789 };
+        node.mode = 0o4750;
+        assert!(apply_metadata(&p, &node, false).is_empty());
+        let back = node_from_metadata(b"f", &std::fs::symlink_metadata(&p).unwrap(), &mut OwnerNames::default());
+        assert_eq!(back.mtime, node.mtime);
+        assert_eq!(back.mode, 0o4750);
+    }
+}

@@ -1,0 +1,311 @@
+//! A repository: an object store opened with a key, plus its config and index.
+//!
+//! Owns creating (`init`) and opening a repository, reading blobs back through the index, and
+//! listing, finding and saving snapshots. Object names: `config`, `keys/<id>`,
+//! `data/<2 hex>/<id>` (packs), `index/<id>`, `snapshots/<id>`.
+
+use bytes::Bytes;
+
+use crate::blob::{BlobType, open_blob};
+use crate::chunker::ChunkerParams;
+use crate::config::{self, Config};
+use crate::crypto::{Cipher, Keys, MasterKey, SecretKey};
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::{BlobId, ObjectId};
+use crate::index::{Index, open_index};
+use crate::keyslot::{self, KdfParams, Passphrase, RecoveryKey, SlotInfo, SlotKind};
+use crate::snapshot::Snapshot;
+use crate::store::Store;
+use crate::tree::Tree;
+
+/// Choices fixed at `init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// The AEAD.
+    pub cipher: Cipher,
+    /// Chunk size bounds.
+    pub chunker: ChunkerParams,
+    /// zstd level, 0 for none.
+    pub compression: i32,
+    /// Target pack size in bytes.
+    pub pack_size: u32,
+    /// Argon2id parameters of the first passphrase slot.
+    pub kdf: KdfParams,
+    /// Also make a random recovery key.
+    pub recovery_key: bool,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            cipher: Cipher::Aes256Gcm,
+            chunker: ChunkerParams::default(),
+            compression: 3,
+            pack_size: 32 * 1024 * 1024,
+            kdf: KdfParams::default(),
+            recovery_key: false,
+        }
+    }
+}
+
+/// An open repository.
+pub struct Repository {
+    store: Store,
+    config: Config,
+    keys: Keys,
+    master: MasterKey,
+    slot: String,
+    index: Index,
+}
+
+/// Object name of a pack.
+pub fn pack_name(id: &ObjectId) -> String {
+    let hex = id.to_hex();
+    format!("data/{}/{}", &hex[..2], hex)
+}
+
+/// This host's name and the current user's, for snapshots and key slots.
+pub fn host_and_user() -> (String, String) {
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| nix::unistd::getuid().to_string());
+    (host, user)
+}
+
+pub(crate) fn slot_info() -> SlotInfo {
+    let (host, user) = host_and_user();
+    SlotInfo { created_ns: crate::clock::now_ns(), host, user }
+}
+
+impl Repository {
+    /// Creates a repository in an empty store. Returns the recovery key if one was asked for.
+    pub fn init(store: Store, passphrase: &Passphrase, opts: &InitOptions) -> Result<(Repository, Option<RecoveryKey>)> {
+        opts.chunker.validate()?;
+        opts.kdf.validate()?;
+        if !(0..=22).contains(&opts.compression) {
+            return Err(Error::invalid("compression level must be 0 (off) to 22"));
+        }
+        if !(1 << 20..=1 << 30).contains(&opts.pack_size) {
+            return Err(Error::invalid("pack size must be between 1 MiB and 1 GiB"));
+        }
+        match store.get("config") {
+            Ok(_) => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("a repository already exists at {}; refusing to initialise over it", store.description()),
+                ));
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let master = SecretKey::random()?;
+        let keys = Keys::derive(&master, opts.cipher);
+        let config = Config {
+            repo_id: crate::clock::random_bytes()?,
+            cipher: opts.cipher,
+            chunker: opts.chunker,
+            compression: opts.compression,
+            pack_size: opts.pack_size,
+            created_ns: crate::clock::now_ns(),
+        };
+        let info = slot_info();
+        let slot = keyslot::create(&keys, config.repo_id, &master, passphrase, SlotKind::Passphrase, opts.kdf, &info)?;
+        let slot_name = save_slot(&store, slot)?;
+        let recovery = if opts.recovery_key {
+            let (key, as_pass) = keyslot::new_recovery_key()?;
+            let slot = keyslot::create(&keys, config.repo_id, &master, &as_pass, SlotKind::Recovery, opts.kdf, &info)?;
+            save_slot(&store, slot)?;
+            Some(key)
+        } else {
+            None
+        };
+        // The config goes last and create-only: a concurrent init loses cleanly.
+        store.put_new("config", Bytes::from(config.seal(&keys)?))?;
+        let repo = Repository { store, config, keys, master, slot: slot_name, index: Index::default() };
+        Ok((repo, recovery))
+    }
+
+    /// Opens a repository with a passphrase or recovery key and loads its index.
+    pub fn open(store: Store, passphrase: &Passphrase) -> Result<Repository> {
+        let mut repo = Self::open_unindexed(store, passphrase)?;
+        repo.reload_index()
+            .map_err(|e| e.context("loading the index (run `coffer check` for details)"))?;
+        Ok(repo)
+    }
+
+    /// Opens a repository without reading its index (for `check`, which reads it itself).
+    pub fn open_unindexed(store: Store, passphrase: &Passphrase) -> Result<Repository> {
+        let raw = store.get("config").map_err(|e| match e.kind() {
+            ErrorKind::NotFound => Error::new(
+                ErrorKind::NoRepository,
+                format!("there is no repository at {} (no config object); create one with `coffer init`", store.description()),
+            ),
+            _ => e,
+        })?;
+        let header = config::read_header(&raw)?;
+        let (master, slot) = unlock_any(&store, header.repo_id, passphrase)?;
+        let keys = Keys::derive(&master, header.cipher);
+        let config = Config::open(&keys, &raw)?;
+        Ok(Repository { store, config, keys, master, slot, index: Index::default() })
+    }
+
+    /// Reads every index object again.
+    pub fn reload_index(&mut self) -> Result<()> {
+        let mut index = Index::default();
+        for (name, _) in self.store.list("index")? {
+            let sealed = self.store.get(&name)?;
+            check_name(&name, &sealed)?;
+            for pack in open_index(&self.keys, &sealed).map_err(|e| e.context(&name))? {
+                index.add_pack(&pack);
+            }
+        }
+        self.index = index;
+        Ok(())
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The derived keys.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub(crate) fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
+    /// The name of the key slot this repository was opened with.
+    pub fn current_slot(&self) -> &str {
+        &self.slot
+    }
+
+    /// The index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub(crate) fn index_mut(&mut self) -> &mut Index {
+        &mut self.index
+    }
+
+    /// Reads, opens and verifies one blob.
+    pub fn read_blob(&self, kind: BlobType, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self
+            .index
+            .get(id)
+            .ok_or_else(|| Error::corrupt(format!("blob {} is not in the index (missing data)", id.short())))?;
+        let start = u64::from(loc.offset);
+        let sealed = self.store.get_range(&pack_name(&loc.pack), start..start + u64::from(loc.length))?;
+        open_blob(&self.keys, kind, id, &sealed).map_err(|e| e.context(format!("pack {}", loc.pack.short())))
+    }
+
+    /// Reads and decodes a tree.
+    pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
+        Tree::decode(&self.read_blob(BlobType::Tree, id)?).map_err(|e| e.context(format!("tree {}", id.short())))
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(ObjectId, Snapshot)>> {
+        let mut out = Vec::new();
+        for (name, _) in self.store.list("snapshots")? {
+            out.push(self.load_snapshot(&name)?);
+        }
+        out.sort_by_key(|(id, s)| (s.time_ns, *id));
+        Ok(out)
+    }
+
+    fn load_snapshot(&self, name: &str) -> Result<(ObjectId, Snapshot)> {
+        let sealed = self.store.get(name)?;
+        let id = check_name(name, &sealed)?;
+        let snap = Snapshot::open(&self.keys, &sealed).map_err(|e| e.context(format!("snapshot {}", id.short())))?;
+        Ok((id, snap))
+    }
+
+    /// Finds a snapshot by `latest`, a full id or a unique id prefix.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(ObjectId, Snapshot)> {
+        if spec == "latest" {
+            return self
+                .snapshots()?
+                .pop()
+                .ok_or_else(|| Error::not_found("the repository has no snapshots yet"));
+        }
+        if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::invalid(format!("{spec:?} is not a snapshot id: give `latest` or at least 4 hex digits")));
+        }
+        let spec = spec.to_ascii_lowercase();
+        let names: Vec<String> = self
+            .store
+            .list("snapshots")?
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.trim_start_matches("snapshots/").starts_with(&spec))
+            .collect();
+        match names.as_slice() {
+            [one] => self.load_snapshot(one),
+            [] => Err(Error::not_found(format!("no snapshot with id {spec}; `coffer snapshots` lists them"))),
+            _ => Err(Error::invalid(format!("snapshot prefix {spec} is ambiguous; give more digits"))),
+        }
+    }
+
+    /// Seals and stores a snapshot; this is what makes a backup visible.
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<ObjectId> {
+        let sealed = snap.seal(&self.keys)?;
+        let id = ObjectId::of(&sealed);
+        self.store.put_new(&format!("snapshots/{id}"), Bytes::from(sealed))?;
+        Ok(id)
+    }
+}
+
+/// Checks that an object's name is the BLAKE3 of its bytes; returns the id.
+pub(crate) fn check_name(name: &str, bytes: &[u8]) -> Result<ObjectId> {
+    let id = ObjectId::of(bytes);
+    let expected = name.rsplit('/').next().unwrap_or_default();
+    if id.to_hex() != expected {
+        return Err(Error::corrupt(format!("{name}: content does not match its name (altered or swapped object)")));
+    }
+    Ok(id)
+}
+
+pub(crate) fn save_slot(store: &Store, slot: Vec<u8>) -> Result<String> {
+    let name = format!("keys/{}", ObjectId::of(&slot));
+    store.put_new(&name, Bytes::from(slot))?;
+    Ok(name)
+}
+
+fn unlock_any(store: &Store, repo_id: [u8; 32], passphrase: &Passphrase) -> Result<(MasterKey, String)> {
+    let slots = store.list("keys")?;
+    if slots.is_empty() {
+        return Err(Error::corrupt("the repository has no key slots: it cannot be opened"));
+    }
+    let mut unreadable = Vec::new();
+    for (name, _) in slots {
+        let bytes = store.get(&name)?;
+        let opened = keyslot::decode(&bytes).and_then(|slot| {
+            if slot.repo_id != repo_id {
+                return Err(Error::corrupt(format!("{name} belongs to another repository")));
+            }
+            slot.unlock(passphrase)
+        });
+        match opened {
+            Ok(Some(master)) => return Ok((master, name)),
+            Ok(None) => {}
+            Err(e) => unreadable.push(e.to_string()),
+        }
+    }
+    let mut message = String::from("wrong passphrase: no key slot of this repository opens with it");
+    if !unreadable.is_empty() {
+        message += &format!(" ({} key slot(s) could not be read: {})", unreadable.len(), unreadable.join("; "));
+    }
+    Err(Error::new(ErrorKind::WrongPassword, message))
+}

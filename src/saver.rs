@@ -1,0 +1,155 @@
+//! The blob saver: dedup, seal, pack, upload, and write the index, in commit order.
+//!
+//! Blobs already in the index, or already saved in this run, are skipped. New blobs are
+//! compressed and sealed into a data or tree pack; a full pack is uploaded in the background
+//! (a bounded number at a time). Index objects are written only for packs whose upload has
+//! finished, so an index never names a missing pack. The caller writes the snapshot only after
+//! [`BlobSaver::finish`], which gives the order packs → index → snapshot.
+
+use std::collections::{HashSet, VecDeque};
+
+use bytes::Bytes;
+
+use crate::blob::{BlobType, seal_blob};
+use crate::error::Result;
+use crate::id::{BlobId, ObjectId};
+use crate::index::{Index, IndexedPack, seal_index};
+use crate::pack::PackBuilder;
+use crate::repo::{Repository, pack_name};
+use crate::store::PendingPut;
+
+/// Uploads allowed in flight while the next pack fills.
+const MAX_UPLOADS: usize = 2;
+/// Write an index object once this many blobs are uploaded but not yet indexed, so an
+/// interrupted backup leaves most of its work reusable.
+const INDEX_FLUSH_BLOBS: usize = 50_000;
+
+/// Counts of what a run stored.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SaverStats {
+    /// New blobs stored.
+    pub blobs: u64,
+    /// Bytes uploaded (packs and indexes).
+    pub bytes: u64,
+}
+
+/// Saves blobs for one run (a backup).
+pub struct BlobSaver<'r> {
+    repo: &'r Repository,
+    data: PackBuilder,
+    tree: PackBuilder,
+    seen: HashSet<BlobId>,
+    uploads: VecDeque<(PendingPut, IndexedPack)>,
+    uploaded: Vec<IndexedPack>,
+    written: Vec<IndexedPack>,
+    stats: SaverStats,
+}
+
+impl<'r> BlobSaver<'r> {
+    /// A saver writing into `repo`.
+    pub fn new(repo: &'r Repository) -> Self {
+        BlobSaver {
+            repo,
+            data: PackBuilder::new(),
+            tree: PackBuilder::new(),
+            seen: HashSet::new(),
+            uploads: VecDeque::new(),
+            uploaded: Vec::new(),
+            written: Vec::new(),
+            stats: SaverStats::default(),
+        }
+    }
+
+    /// Whether `id` is stored or being stored.
+    pub fn has(&self, id: &BlobId) -> bool {
+        self.repo.index().contains(id) || self.seen.contains(id)
+    }
+
+    /// Saves `plain` unless a blob with its id exists; returns the id.
+    pub fn save(&mut self, kind: BlobType, plain: &[u8]) -> Result<BlobId> {
+        let id = BlobId(self.repo.keys().blob_id(plain));
+        if self.has(&id) {
+            return Ok(id);
+        }
+        let sealed = seal_blob(self.repo.keys(), kind, &id, plain, self.repo.config().compression)?;
+        let builder = match kind {
+            BlobType::Data => &mut self.data,
+            BlobType::Tree => &mut self.tree,
+        };
+        builder.add(kind, id, &sealed, plain.len())?;
+        self.seen.insert(id);
+        self.stats.blobs += 1;
+        if builder.len() >= self.repo.config().pack_size as usize {
+            self.flush_pack(kind)?;
+        }
+        Ok(id)
+    }
+
+    fn flush_pack(&mut self, kind: BlobType) -> Result<()> {
+        let builder = match kind {
+            BlobType::Data => std::mem::take(&mut self.data),
+            BlobType::Tree => std::mem::take(&mut self.tree),
+        };
+        if builder.is_empty() {
+            return Ok(());
+        }
+        let pack = builder.finish(self.repo.keys())?;
+        let size = pack.bytes.len() as u64;
+        self.stats.bytes += size;
+        let indexed = IndexedPack { id: pack.id, size, entries: pack.entries };
+        let pending = self.repo.store().put_background(pack_name(&pack.id), Bytes::from(pack.bytes));
+        self.uploads.push_back((pending, indexed));
+        while self.uploads.len() > MAX_UPLOADS {
+            self.wait_oldest()?;
+        }
+        let unindexed: usize = self.uploaded.iter().map(|p| p.entries.len()).sum();
+        if unindexed >= INDEX_FLUSH_BLOBS {
+            self.write_index()?;
+        }
+        Ok(())
+    }
+
+    fn wait_oldest(&mut self) -> Result<()> {
+        if let Some((pending, indexed)) = self.uploads.pop_front() {
+            match self.repo.store().wait(pending) {
+                Ok(()) => {}
+                // Same name means same bytes: an earlier run already uploaded this pack.
+                Err(e) if e.kind() == crate::error::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            self.uploaded.push(indexed);
+        }
+        Ok(())
+    }
+
+    fn write_index(&mut self) -> Result<()> {
+        if self.uploaded.is_empty() {
+            return Ok(());
+        }
+        let sealed = seal_index(self.repo.keys(), &self.uploaded)?;
+        self.stats.bytes += sealed.len() as u64;
+        let name = format!("index/{}", ObjectId::of(&sealed));
+        self.repo.store().put_new(&name, Bytes::from(sealed))?;
+        self.written.append(&mut self.uploaded);
+        Ok(())
+    }
+
+    /// Uploads what is left, waits for every upload and writes the last index object.
+    /// Returns the packs written in this run, for the caller's in-memory index.
+    pub fn finish(mut self) -> Result<(Vec<IndexedPack>, SaverStats)> {
+        self.flush_pack(BlobType::Data)?;
+        self.flush_pack(BlobType::Tree)?;
+        while !self.uploads.is_empty() {
+            self.wait_oldest()?;
+        }
+        self.write_index()?;
+        Ok((self.written, self.stats))
+    }
+}
+
+/// Adds a run's packs to an in-memory index.
+pub fn add_to_index(index: &mut Index, packs: &[IndexedPack]) {
+    for p in packs {
+        index.add_pack(p);
+    }
+}

@@ -1,0 +1,213 @@
+//! The repository's view of an object store: blocking calls over `object_store`.
+//!
+//! `object_store` is the only storage abstraction. This module turns a repository URL into a
+//! store (a plain path or `file://` for a local directory, `memory://NAME` for tests), owns the
+//! small tokio runtime that drives it, and offers the handful of blocking operations the
+//! engine needs. Wrappers (retries, limits, fault injection) are composed in [`Store::open`].
+//! It knows object names, never their contents.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// A repository location, parsed from what the user typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A directory on a local file system.
+    Directory(PathBuf),
+    /// A process-wide in-memory store, shared by name (tests).
+    Memory(String),
+}
+
+impl Location {
+    /// Parses `/path`, `relative/path`, `file:///path` or `memory://name`.
+    pub fn parse(url: &str) -> Result<Self> {
+        if let Some(name) = url.strip_prefix("memory://") {
+            return Ok(Location::Memory(name.to_string()));
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            return Ok(Location::Directory(PathBuf::from(path)));
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            return Err(Error::invalid(format!(
+                "repository scheme {scheme}:// is not supported by this build; use a path, file:// or memory://"
+            )));
+        }
+        if url.is_empty() {
+            return Err(Error::invalid("no repository given: use -r/--repo or COFFER_REPOSITORY"));
+        }
+        Ok(Location::Directory(PathBuf::from(url)))
+    }
+}
+
+fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
+    STORES.get_or_init(Default::default)
+}
+
+/// A blocking handle on an object store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    runtime: Arc<Runtime>,
+    description: String,
+}
+
+/// An upload running in the background; [`Store::wait`] collects its result.
+pub struct PendingPut(JoinHandle<Result<()>>);
+
+impl Store {
+    /// Opens the store at `location`. With `create`, a missing directory is created.
+    pub fn open(location: &Location, create: bool) -> Result<Store> {
+        let (inner, description): (Arc<dyn ObjectStore>, String) = match location {
+            Location::Memory(name) => {
+                let mut stores = memory_stores().lock().map_err(|_| Error::invalid("memory store lock poisoned"))?;
+                let store = stores.entry(name.clone()).or_insert_with(|| Arc::new(InMemory::new()));
+                (store.clone(), format!("memory://{name}"))
+            }
+            Location::Directory(path) => (Arc::new(open_directory(path, create)?), path.display().to_string()),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("coffer-store")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the storage runtime", e))?;
+        Ok(Store { inner, runtime: Arc::new(runtime), description })
+    }
+
+    /// Where this store is, for messages.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Reads a whole object.
+    pub fn get(&self, name: &str) -> Result<Bytes> {
+        let path = ObjectPath::from(name);
+        let store = self.inner.clone();
+        self.runtime
+            .block_on(async move { store.get(&path).await?.bytes().await })
+            .map_err(|e| Error::from(e).context(format!("reading {name}")))
+    }
+
+    /// Reads `range` of an object.
+    pub fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes> {
+        let path = ObjectPath::from(name);
+        let bytes = self
+            .runtime
+            .block_on(self.inner.get_range(&path, range.clone()))
+            .map_err(|e| Error::from(e).context(format!("reading {name}")))?;
+        if bytes.len() as u64 != range.end - range.start {
+            return Err(Error::corrupt(format!("{name} is shorter than the index says (truncated?)")));
+        }
+        Ok(bytes)
+    }
+
+    /// Writes an object that must not exist yet (objects are never overwritten).
+    pub fn put_new(&self, name: &str, bytes: Bytes) -> Result<()> {
+        self.runtime.block_on(put_create(self.inner.clone(), name.to_string(), bytes))
+    }
+
+    /// Starts writing a content-addressed object in the background.
+    pub fn put_background(&self, name: String, bytes: Bytes) -> PendingPut {
+        PendingPut(self.runtime.spawn(put_create(self.inner.clone(), name, bytes)))
+    }
+
+    /// Waits for a background write.
+    pub fn wait(&self, pending: PendingPut) -> Result<()> {
+        self.runtime
+            .block_on(pending.0)
+            .map_err(|e| Error::new(ErrorKind::Store, format!("upload task failed: {e}")))?
+    }
+
+    /// Names and sizes of every object under `prefix`, sorted by name.
+    pub fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let path = ObjectPath::from(prefix);
+        let store = self.inner.clone();
+        let mut items: Vec<(String, u64)> = self
+            .runtime
+            .block_on(async move {
+                store.list(Some(&path)).map_ok(|m| (m.location.to_string(), m.size)).try_collect().await
+            })
+            .map_err(|e| Error::from(e).context(format!("listing {prefix}/")))?;
+        items.sort();
+        Ok(items)
+    }
+
+    /// Deletes an object.
+    pub fn delete(&self, name: &str) -> Result<()> {
+        let path = ObjectPath::from(name);
+        self.runtime
+            .block_on(self.inner.delete(&path))
+            .map_err(|e| Error::from(e).context(format!("deleting {name}")))
+    }
+}
+
+/// Create-only write. Objects are content-addressed, so "already exists" means another
+/// client (or an earlier, interrupted run) stored the same bytes: success.
+async fn put_create(store: Arc<dyn ObjectStore>, name: String, bytes: Bytes) -> Result<()> {
+    let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+    let path = ObjectPath::from(name.as_str());
+    match store.put_opts(&path, PutPayload::from_bytes(bytes), opts).await {
+        Ok(_) => Ok(()),
+        Err(object_store::Error::AlreadyExists { .. }) => Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!("{name} already exists"),
+        )),
+        Err(e) => Err(Error::from(e).context(format!("writing {name}"))),
+    }
+}
+
+fn open_directory(path: &Path, create: bool) -> Result<LocalFileSystem> {
+    if create {
+        std::fs::create_dir_all(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    } else if !path.is_dir() {
+        return Err(Error::new(
+            ErrorKind::NoRepository,
+            format!("there is no repository at {}: the directory does not exist (create one with `coffer init`)", path.display()),
+        ));
+    }
+    let fs = LocalFileSystem::new_with_prefix(path)
+        .map_err(|e| Error::from(e).context(format!("opening {}", path.display())))?;
+    Ok(fs.with_fsync(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_locations() {
+        assert_eq!(Location::parse("/tmp/x").unwrap(), Location::Directory("/tmp/x".into()));
+        assert_eq!(Location::parse("file:///tmp/x").unwrap(), Location::Directory("/tmp/x".into()));
+        assert_eq!(Location::parse("memory://t").unwrap(), Location::Memory("t".into()));
+        assert!(Location::parse("ftp://x").is_err());
+        assert!(Location::parse("").is_err());
+    }
+
+    #[test]
+    fn put_get_list_on_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Location::Directory(dir.path().join("repo")), true).unwrap();
+        store.put_new("a/b", Bytes::from_static(b"hello")).unwrap();
+        assert_eq!(store.put_new("a/b", Bytes::from_static(b"x")).unwrap_err().kind(), ErrorKind::AlreadyExists);
+        assert_eq!(&store.get("a/b").unwrap()[..], b"hello");
+        assert_eq!(&store.get_range("a/b", 1..3).unwrap()[..], b"el");
+        assert_eq!(store.list("a").unwrap(), vec![("a/b".to_string(), 5)]);
+        assert_eq!(store.get("a/c").unwrap_err().kind(), ErrorKind::NotFound);
+        store.delete("a/b").unwrap();
+        assert!(store.list("a").unwrap().is_empty());
+    }
+}

@@ -90,14 +90,20 @@ pub struct BackupOutcome {
 }
 
 /// Backs up, writes the snapshot, and adds the new packs to `repo`'s index.
-pub fn backup(repo: &mut Repository, mut opts: BackupOptions, progress: &dyn Progress) -> Result<BackupOutcome> {
+pub fn backup(
+    repo: &mut Repository,
+    mut opts: BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time_ns = crate::clock::now_ns();
     let (this_host, username) = host_and_user();
     let hostname = opts.host.clone().unwrap_or(this_host);
     let paths = absolute_paths(&opts.paths)?;
     if paths.is_empty() && opts.stdin.is_none() {
-        return Err(Error::invalid("nothing to back up: give at least one path, or --stdin"));
+        return Err(Error::invalid(
+            "nothing to back up: give at least one path, or --stdin",
+        ));
     }
     let path_strings: Vec<String> = match &opts.stdin {
         Some(s) => vec![format!("/{}", s.name)],
@@ -116,7 +122,12 @@ pub fn backup(repo: &mut Repository, mut opts: BackupOptions, progress: &dyn Pro
             Some(source) => walker.stdin_tree(source)?,
             None => walker.root_tree(&paths, parent_root.as_ref())?,
         };
-        let Walker { saver, mut summary, warnings, .. } = walker;
+        let Walker {
+            saver,
+            mut summary,
+            warnings,
+            ..
+        } = walker;
         let (packs, stats) = saver.finish()?;
         summary.blobs_added = stats.blobs;
         summary.bytes_added = stats.bytes;
@@ -139,10 +150,19 @@ pub fn backup(repo: &mut Repository, mut opts: BackupOptions, progress: &dyn Pro
         summary,
     };
     let id = repo.save_snapshot(&snapshot)?;
-    Ok(BackupOutcome { id, snapshot, warnings })
+    Ok(BackupOutcome {
+        id,
+        snapshot,
+        warnings,
+    })
 }
 
-fn find_parent(repo: &Repository, choice: &ParentChoice, host: &str, paths: &[String]) -> Result<Option<(ObjectId, Snapshot)>> {
+fn find_parent(
+    repo: &Repository,
+    choice: &ParentChoice,
+    host: &str,
+    paths: &[String],
+) -> Result<Option<(ObjectId, Snapshot)>> {
     match choice {
         ParentChoice::None => Ok(None),
         ParentChoice::Snapshot(spec) => repo.find_snapshot(spec).map(Some),
@@ -162,7 +182,8 @@ fn find_parent(repo: &Repository, choice: &ParentChoice, host: &str, paths: &[St
 fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
-        let abs = std::path::absolute(p).map_err(|e| Error::io(format!("resolving {}", p.display()), e))?;
+        let abs = std::path::absolute(p)
+            .map_err(|e| Error::io(format!("resolving {}", p.display()), e))?;
         let mut norm = PathBuf::from("/");
         for c in abs.components() {
             match c {
@@ -203,7 +224,8 @@ fn virtual_root(paths: &[PathBuf]) -> VirtualDir {
             so_far.push(name);
             let key = name.as_bytes().to_vec();
             if i + 1 == names.len() {
-                dir.children.insert(key, VirtualEntry::Target(so_far.clone()));
+                dir.children
+                    .insert(key, VirtualEntry::Target(so_far.clone()));
                 break;
             }
             let entry = dir
@@ -295,24 +317,38 @@ impl<'r, 'p> Walker<'r, 'p> {
     }
 
     fn lstat(&self, path: &Path) -> Result<Metadata> {
-        std::fs::symlink_metadata(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
+        std::fs::symlink_metadata(path)
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
     }
 
     fn parent_tree(&mut self, old: Option<&Node>) -> Result<Option<Tree>> {
-        let Some(id) = old.and_then(|n| n.subtree) else { return Ok(None) };
+        let Some(id) = old.and_then(|n| n.subtree) else {
+            return Ok(None);
+        };
         match self.repo.load_tree(&id) {
             Ok(t) => Ok(Some(t)),
             Err(e) => {
-                self.warn(format!("parent snapshot tree {} unreadable, reading files again: {e}", id.short()));
+                self.warn(format!(
+                    "parent snapshot tree {} unreadable, reading files again: {e}",
+                    id.short()
+                ));
                 Ok(None)
             }
         }
     }
 
     /// The sorted, filtered entries of directory `path`.
-    fn dir_entries(&mut self, path: &Path, root_dev: u64, parent: Option<&Tree>) -> Result<Vec<Node>> {
+    fn dir_entries(
+        &mut self,
+        path: &Path,
+        root_dev: u64,
+        parent: Option<&Tree>,
+    ) -> Result<Vec<Node>> {
         let mut names: Vec<Vec<u8>> = match std::fs::read_dir(path) {
-            Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().as_bytes().to_vec()).collect(),
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().as_bytes().to_vec())
+                .collect(),
             Err(e) => {
                 self.warn(format!("{}: cannot list directory: {e}", path.display()));
                 return Ok(Vec::new());
@@ -339,7 +375,14 @@ impl<'r, 'p> Walker<'r, 'p> {
     }
 
     /// The node for one path, `None` if it was skipped with a warning.
-    fn entry(&mut self, path: &Path, name: &[u8], meta: &Metadata, root_dev: u64, old: Option<&Node>) -> Result<Option<Node>> {
+    fn entry(
+        &mut self,
+        path: &Path,
+        name: &[u8],
+        meta: &Metadata,
+        root_dev: u64,
+        old: Option<&Node>,
+    ) -> Result<Option<Node>> {
         let mut node = fsmeta::node_from_metadata(name, meta, &mut self.owners);
         match fsmeta::read_xattrs(path) {
             Ok(x) => node.xattrs = x,
@@ -375,14 +418,14 @@ impl<'r, 'p> Walker<'r, 'p> {
     fn file(&mut self, path: &Path, mut node: Node, old: Option<&Node>) -> Result<Option<Node>> {
         self.summary.bytes_total += node.size;
         let key = (node.device, node.inode);
-        if node.links > 1 {
-            if let Some(first) = self.hardlinks.get(&key) {
-                node.content = first.content.clone();
-                node.blake3 = first.blake3;
-                node.size = first.size;
-                self.summary.files_unchanged += 1;
-                return Ok(Some(node));
-            }
+        if node.links > 1
+            && let Some(first) = self.hardlinks.get(&key)
+        {
+            node.content = first.content.clone();
+            node.blake3 = first.blake3;
+            node.size = first.size;
+            self.summary.files_unchanged += 1;
+            return Ok(Some(node));
         }
         if let Some(old) = old.filter(|o| self.unchanged(o, &node)) {
             node.content = old.content.clone();
@@ -396,10 +439,15 @@ impl<'r, 'p> Walker<'r, 'p> {
             }
             self.progress.file(path);
             if let Err(e) = self.read_file(path, &mut node) {
-                if e.kind() != crate::error::ErrorKind::Io && e.kind() != crate::error::ErrorKind::NotFound {
+                if e.kind() != crate::error::ErrorKind::Io
+                    && e.kind() != crate::error::ErrorKind::NotFound
+                {
                     return Err(e);
                 }
-                self.warn(format!("{}: cannot read file, not backed up: {e}", path.display()));
+                self.warn(format!(
+                    "{}: cannot read file, not backed up: {e}",
+                    path.display()
+                ));
                 return Ok(None);
             }
         }
@@ -463,7 +511,10 @@ impl<'r, 'p> Walker<'r, 'p> {
 
     fn stdin_tree(&mut self, source: StdinSource) -> Result<BlobId> {
         let now = crate::clock::now_ns();
-        let t = Timestamp { sec: now.div_euclid(1_000_000_000), nsec: now.rem_euclid(1_000_000_000) as u32 };
+        let t = Timestamp {
+            sec: now.div_euclid(1_000_000_000),
+            nsec: now.rem_euclid(1_000_000_000) as u32,
+        };
         let (content, hash, size) = self.store_stream(source.reader)?;
         self.summary.files_new += 1;
         self.summary.bytes_total += size;

@@ -50,7 +50,13 @@ fn associated_data(kind: BlobType, id: &BlobId) -> [u8; 48] {
 
 /// Compresses (unless it saves less than 1/32) and seals `plain` whose id is `id`.
 /// `level` 0 turns compression off.
-pub fn seal_blob(keys: &Keys, kind: BlobType, id: &BlobId, plain: &[u8], level: i32) -> Result<Vec<u8>> {
+pub fn seal_blob(
+    keys: &Keys,
+    kind: BlobType,
+    id: &BlobId,
+    plain: &[u8],
+    level: i32,
+) -> Result<Vec<u8>> {
     let mut payload = Vec::with_capacity(plain.len() + 1);
     payload.push(FLAG_ZSTD);
     let compressed = level != 0
@@ -72,10 +78,18 @@ pub fn open_blob(keys: &Keys, kind: BlobType, id: &BlobId, sealed: &[u8]) -> Res
         Some((&FLAG_RAW, body)) => body.to_vec(),
         Some((&FLAG_ZSTD, body)) => zstd::stream::decode_all(body)
             .map_err(|e| Error::corrupt(format!("blob {}: bad zstd stream: {e}", id.short())))?,
-        _ => return Err(Error::corrupt(format!("blob {}: unknown compression flag", id.short()))),
+        _ => {
+            return Err(Error::corrupt(format!(
+                "blob {}: unknown compression flag",
+                id.short()
+            )));
+        }
     };
     if keys.blob_id(&plain) != id.0 {
-        return Err(Error::corrupt(format!("blob {}: content does not match its id", id.short())));
+        return Err(Error::corrupt(format!(
+            "blob {}: content does not match its id",
+            id.short()
+        )));
     }
     Ok(plain)
 }

@@ -59,7 +59,11 @@ pub struct CheckReport {
 
 impl CheckReport {
     fn error(&mut self, message: String) {
-        self.errors.push(Problem { message, snapshot: None, path: None });
+        self.errors.push(Problem {
+            message,
+            snapshot: None,
+            path: None,
+        });
     }
 
     /// Whether no error was found.
@@ -80,7 +84,11 @@ pub fn check(repo: &mut Repository, opts: CheckOptions) -> Result<CheckReport> {
     report.blobs = index.len();
     *repo.index_mut() = index;
     check_packs_exist(repo, &mut report)?;
-    let bad = if opts.read_data { read_packs(repo, &indexed, &mut report)? } else { HashSet::new() };
+    let bad = if opts.read_data {
+        read_packs(repo, &indexed, &mut report)?
+    } else {
+        HashSet::new()
+    };
     check_snapshots(repo, &bad, &mut report)?;
     Ok(report)
 }
@@ -116,14 +124,22 @@ fn check_packs_exist(repo: &Repository, report: &mut CheckReport) -> Result<()> 
         }
     }
     let known: HashSet<String> = repo.index().packs().keys().map(pack_name).collect();
-    let mut leftovers: Vec<String> = stored.keys().filter(|n| !known.contains(*n)).cloned().collect();
+    let mut leftovers: Vec<String> = stored
+        .keys()
+        .filter(|n| !known.contains(*n))
+        .cloned()
+        .collect();
     leftovers.sort();
     report.unreferenced_packs = leftovers;
     Ok(())
 }
 
 /// Downloads and verifies every indexed pack; returns the blobs that failed.
-fn read_packs(repo: &Repository, indexed: &[IndexedPack], report: &mut CheckReport) -> Result<HashSet<BlobId>> {
+fn read_packs(
+    repo: &Repository,
+    indexed: &[IndexedPack],
+    report: &mut CheckReport,
+) -> Result<HashSet<BlobId>> {
     let mut bad = HashSet::new();
     let mut done = HashSet::new();
     for pack in indexed {
@@ -144,7 +160,10 @@ fn read_packs(repo: &Repository, indexed: &[IndexedPack], report: &mut CheckRepo
             }
         };
         if ObjectId::of(&bytes) != pack.id {
-            fail(report, "content does not match its name (altered, truncated or swapped)".into());
+            fail(
+                report,
+                "content does not match its name (altered, truncated or swapped)".into(),
+            );
             continue;
         }
         let header = match read_header(repo.keys(), &bytes) {
@@ -155,7 +174,10 @@ fn read_packs(repo: &Repository, indexed: &[IndexedPack], report: &mut CheckRepo
             }
         };
         if header != pack.entries {
-            report.error(format!("pack {}: header does not agree with the index", pack.id));
+            report.error(format!(
+                "pack {}: header does not agree with the index",
+                pack.id
+            ));
         }
         for e in &header {
             let sealed = &bytes[e.offset as usize..(e.offset + e.length) as usize];
@@ -191,10 +213,15 @@ impl TreeWalk<'_> {
         let tree = if self.bad.contains(id) {
             Err(format!("tree {} is corrupt", id.short()))
         } else {
-            self.repo.load_tree(id).map_err(|e| format!("tree {} cannot be read: {e}", id.short()))
+            self.repo
+                .load_tree(id)
+                .map_err(|e| format!("tree {} cannot be read: {e}", id.short()))
         };
         match tree {
-            Err(message) => out.push(Damage { path: Vec::new(), message }),
+            Err(message) => out.push(Damage {
+                path: Vec::new(),
+                message,
+            }),
             Ok(tree) => {
                 for node in &tree.nodes {
                     let mut prefixed = |d: &Damage| {
@@ -203,7 +230,10 @@ impl TreeWalk<'_> {
                             path.push(b'/');
                             path.extend_from_slice(&d.path);
                         }
-                        Damage { path, message: d.message.clone() }
+                        Damage {
+                            path,
+                            message: d.message.clone(),
+                        }
                     };
                     match (node.kind, node.subtree) {
                         (NodeKind::Dir, Some(sub)) => {
@@ -212,7 +242,10 @@ impl TreeWalk<'_> {
                         }
                         (NodeKind::File, _) => {
                             if let Some(message) = self.file_damage(&node.content) {
-                                out.push(prefixed(&Damage { path: Vec::new(), message }));
+                                out.push(prefixed(&Damage {
+                                    path: Vec::new(),
+                                    message,
+                                }));
                             }
                         }
                         _ => {}
@@ -226,11 +259,19 @@ impl TreeWalk<'_> {
     }
 
     fn file_damage(&self, content: &[BlobId]) -> Option<String> {
-        let missing = content.iter().filter(|id| !self.repo.index().contains(id)).count();
+        let missing = content
+            .iter()
+            .filter(|id| !self.repo.index().contains(id))
+            .count();
         let corrupt = content.iter().filter(|id| self.bad.contains(id)).count();
         let wrong_type = content
             .iter()
-            .filter(|id| self.repo.index().get(id).is_some_and(|l| l.kind != BlobType::Data))
+            .filter(|id| {
+                self.repo
+                    .index()
+                    .get(id)
+                    .is_some_and(|l| l.kind != BlobType::Data)
+            })
             .count();
         match (missing, corrupt, wrong_type) {
             (0, 0, 0) => None,
@@ -241,8 +282,16 @@ impl TreeWalk<'_> {
     }
 }
 
-fn check_snapshots(repo: &Repository, bad: &HashSet<BlobId>, report: &mut CheckReport) -> Result<()> {
-    let mut walk = TreeWalk { repo, bad, memo: HashMap::new() };
+fn check_snapshots(
+    repo: &Repository,
+    bad: &HashSet<BlobId>,
+    report: &mut CheckReport,
+) -> Result<()> {
+    let mut walk = TreeWalk {
+        repo,
+        bad,
+        memo: HashMap::new(),
+    };
     for (name, _) in repo.store().list("snapshots")? {
         report.snapshots += 1;
         let snap = repo

@@ -33,7 +33,10 @@ pub fn set_fixed_now(ns: Option<i64>) {
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut buf = [0u8; N];
     getrandom::fill(&mut buf).map_err(|e| {
-        Error::new(ErrorKind::Io, format!("the operating system gave no random bytes: {e}"))
+        Error::new(
+            ErrorKind::Io,
+            format!("the operating system gave no random bytes: {e}"),
+        )
     })?;
     Ok(buf)
 }
@@ -46,7 +49,9 @@ mod tests {
     fn fixed_now_is_per_thread() {
         set_fixed_now(Some(42));
         assert_eq!(now_ns(), 42);
-        std::thread::spawn(|| assert_ne!(now_ns(), 42)).join().unwrap();
+        std::thread::spawn(|| assert_ne!(now_ns(), 42))
+            .join()
+            .unwrap();
         set_fixed_now(None);
         assert!(now_ns() > 1_700_000_000_000_000_000);
     }

@@ -50,18 +50,26 @@ pub struct ConfigHeader {
 /// Reads the plain header (exposed for fuzzing).
 pub fn read_header(bytes: &[u8]) -> Result<ConfigHeader> {
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
-        return Err(Error::new(ErrorKind::NoRepository, "the config object is not a coffer repository config"));
+        return Err(Error::new(
+            ErrorKind::NoRepository,
+            "the config object is not a coffer repository config",
+        ));
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     if version != FORMAT_VERSION {
         return Err(Error::new(
             ErrorKind::UnsupportedVersion,
-            format!("repository format version {version} is not supported by this coffer (it reads version {FORMAT_VERSION}); upgrade coffer"),
+            format!(
+                "repository format version {version} is not supported by this coffer (it reads version {FORMAT_VERSION}); upgrade coffer"
+            ),
         ));
     }
     let mut repo_id = [0u8; 32];
     repo_id.copy_from_slice(&bytes[12..44]);
-    Ok(ConfigHeader { repo_id, cipher: Cipher::from_code(bytes[44])? })
+    Ok(ConfigHeader {
+        repo_id,
+        cipher: Cipher::from_code(bytes[44])?,
+    })
 }
 
 impl Config {
@@ -73,7 +81,8 @@ impl Config {
         out.extend_from_slice(&self.repo_id);
         out.push(self.cipher.code());
         let mut body = Vec::new();
-        ciborium::into_writer(self, &mut body).map_err(|e| Error::invalid(format!("encoding config: {e}")))?;
+        ciborium::into_writer(self, &mut body)
+            .map_err(|e| Error::invalid(format!("encoding config: {e}")))?;
         let sealed = keys.seal(&out, &body)?;
         out.extend_from_slice(&sealed);
         Ok(out)
@@ -82,13 +91,21 @@ impl Config {
     /// Opens a sealed config with keys derived for its header's cipher.
     pub fn open(keys: &Keys, bytes: &[u8]) -> Result<Config> {
         let header = read_header(bytes)?;
-        let body = keys.open(&bytes[..HEADER_LEN], &bytes[HEADER_LEN..]).map_err(|e| e.context("config"))?;
-        let mut config: Config = ciborium::from_reader(&body[..]).map_err(|e| Error::corrupt(format!("config body: {e}")))?;
+        let body = keys
+            .open(&bytes[..HEADER_LEN], &bytes[HEADER_LEN..])
+            .map_err(|e| e.context("config"))?;
+        let mut config: Config = ciborium::from_reader(&body[..])
+            .map_err(|e| Error::corrupt(format!("config body: {e}")))?;
         if config.repo_id != header.repo_id {
-            return Err(Error::corrupt("config body names another repository than its header"));
+            return Err(Error::corrupt(
+                "config body names another repository than its header",
+            ));
         }
         config.cipher = header.cipher;
-        config.chunker.validate().map_err(|e| Error::corrupt(format!("config: {e}")))?;
+        config
+            .chunker
+            .validate()
+            .map_err(|e| Error::corrupt(format!("config: {e}")))?;
         Ok(config)
     }
 }
@@ -114,6 +131,9 @@ mod tests {
         bytes[44] = 2;
         assert!(Config::open(&keys, &bytes).is_err());
         bytes[8] = 9;
-        assert_eq!(read_header(&bytes).unwrap_err().kind(), ErrorKind::UnsupportedVersion);
+        assert_eq!(
+            read_header(&bytes).unwrap_err().kind(),
+            ErrorKind::UnsupportedVersion
+        );
     }
 }

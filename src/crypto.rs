@@ -177,7 +177,9 @@ pub fn seal(cipher: Cipher, key: &SecretKey, ad: &[u8], plaintext: &[u8]) -> Res
 /// Opens `nonce ‖ ciphertext ‖ tag`; any change to it or to `ad` is an error.
 pub fn open(cipher: Cipher, key: &SecretKey, ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
     if sealed.len() < OVERHEAD {
-        return Err(Error::corrupt("sealed object is shorter than nonce and tag"));
+        return Err(Error::corrupt(
+            "sealed object is shorter than nonce and tag",
+        ));
     }
     let (nonce, rest) = sealed.split_at(NONCE_LEN);
     let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
@@ -200,11 +202,13 @@ fn encrypt(
     let tag = match cipher {
         Cipher::XChaCha20Poly1305 => {
             let aead = XChaCha20Poly1305::new(key.expose().into());
-            aead.encrypt_inout_detached(&XNonce::from(*nonce), ad, buf.into()).map_err(fail)?
+            aead.encrypt_inout_detached(&XNonce::from(*nonce), ad, buf.into())
+                .map_err(fail)?
         }
         Cipher::Aes256Gcm => {
             let (aead, gcm_nonce) = aes_message_cipher(key, nonce);
-            aead.encrypt_inout_detached(&gcm_nonce.into(), ad, buf.into()).map_err(fail)?
+            aead.encrypt_inout_detached(&gcm_nonce.into(), ad, buf.into())
+                .map_err(fail)?
         }
     };
     let mut out = [0u8; TAG_LEN];
@@ -283,7 +287,10 @@ mod tests {
     fn truncated_is_corrupt_not_panic() {
         let k = keys(Cipher::XChaCha20Poly1305);
         for n in 0..OVERHEAD {
-            assert_eq!(k.open(b"", &vec![0; n]).unwrap_err().kind(), ErrorKind::Corrupt);
+            assert_eq!(
+                k.open(b"", &vec![0; n]).unwrap_err().kind(),
+                ErrorKind::Corrupt
+            );
         }
     }
 

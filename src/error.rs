@@ -43,7 +43,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), retryable: false }
+        Error {
+            kind,
+            message: message.into(),
+            retryable: false,
+        }
     }
 
     /// Shorthand for a [`ErrorKind::Corrupt`] error.
@@ -72,7 +76,11 @@ impl Error {
             err.kind(),
             std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut
         );
-        Error { kind, message: format!("{context}: {err}"), retryable }
+        Error {
+            kind,
+            message: format!("{context}: {err}"),
+            retryable,
+        }
     }
 
     /// What kind of failure this is.
@@ -114,7 +122,11 @@ impl From<object_store::Error> for Error {
             object_store::Error::Generic { .. } => (ErrorKind::Store, true),
             _ => (ErrorKind::Store, false),
         };
-        Error { kind, message: format!("object store: {err}"), retryable }
+        Error {
+            kind,
+            message: format!("object store: {err}"),
+            retryable,
+        }
     }
 }
 

@@ -39,8 +39,15 @@ impl PathFilter {
                 names.add(glob);
             }
         }
-        let build = |b: GlobSetBuilder| b.build().map_err(|e| Error::invalid(format!("patterns: {e}")));
-        Ok(PathFilter { names: build(names)?, paths: build(paths)?, empty })
+        let build = |b: GlobSetBuilder| {
+            b.build()
+                .map_err(|e| Error::invalid(format!("patterns: {e}")))
+        };
+        Ok(PathFilter {
+            names: build(names)?,
+            paths: build(paths)?,
+            empty,
+        })
     }
 
     /// Whether no pattern was given.
@@ -53,7 +60,8 @@ impl PathFilter {
         if self.empty {
             return false;
         }
-        self.names.is_match_candidate(&candidate(name)) || self.paths.is_match_candidate(&candidate(path))
+        self.names.is_match_candidate(&candidate(name))
+            || self.paths.is_match_candidate(&candidate(path))
     }
 }
 
@@ -68,7 +76,13 @@ mod tests {
 
     #[test]
     fn name_and_path_patterns() {
-        let f = PathFilter::new(&["*.tmp".into(), "/home/*/cache".into(), "# c".into(), "".into()]).unwrap();
+        let f = PathFilter::new(&[
+            "*.tmp".into(),
+            "/home/*/cache".into(),
+            "# c".into(),
+            "".into(),
+        ])
+        .unwrap();
         assert!(f.matches(b"/a/b/x.tmp", b"x.tmp"));
         assert!(f.matches(b"/home/u/cache", b"cache"));
         assert!(!f.matches(b"/home/u/v/cache", b"cache"));

@@ -49,20 +49,33 @@ impl OwnerNames {
     fn user(&mut self, uid: u32) -> Option<String> {
         self.users
             .entry(uid)
-            .or_insert_with(|| nix::unistd::User::from_uid(uid.into()).ok().flatten().map(|u| u.name))
+            .or_insert_with(|| {
+                nix::unistd::User::from_uid(uid.into())
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+            })
             .clone()
     }
 
     fn group(&mut self, gid: u32) -> Option<String> {
         self.groups
             .entry(gid)
-            .or_insert_with(|| nix::unistd::Group::from_gid(gid.into()).ok().flatten().map(|g| g.name))
+            .or_insert_with(|| {
+                nix::unistd::Group::from_gid(gid.into())
+                    .ok()
+                    .flatten()
+                    .map(|g| g.name)
+            })
             .clone()
     }
 }
 
 fn ts(sec: i64, nsec: i64) -> Timestamp {
-    Timestamp { sec, nsec: nsec.clamp(0, 999_999_999) as u32 }
+    Timestamp {
+        sec,
+        nsec: nsec.clamp(0, 999_999_999) as u32,
+    }
 }
 
 /// A node for `name` from `lstat` metadata, without content, subtree or link target.
@@ -81,12 +94,20 @@ pub fn node_from_metadata(name: &[u8], meta: &Metadata, owners: &mut OwnerNames)
         inode: meta.ino(),
         device: meta.dev(),
         links: meta.nlink(),
-        size: if kind == NodeKind::File { meta.size() } else { 0 },
+        size: if kind == NodeKind::File {
+            meta.size()
+        } else {
+            0
+        },
         content: Vec::new(),
         blake3: None,
         subtree: None,
         target: None,
-        rdev: if matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice) { meta.rdev() } else { 0 },
+        rdev: if matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice) {
+            meta.rdev()
+        } else {
+            0
+        },
         xattrs: Vec::new(),
     }
 }
@@ -97,13 +118,22 @@ pub fn read_xattrs(path: &Path) -> Result<Vec<Xattr>> {
     let names = match xattr::list(path) {
         Ok(names) => names,
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(format!("listing xattrs of {}", path.display()), e)),
+        Err(e) => {
+            return Err(Error::io(
+                format!("listing xattrs of {}", path.display()),
+                e,
+            ));
+        }
     };
     let mut out = Vec::new();
     for name in names {
-        let value = xattr::get(path, &name).map_err(|e| Error::io(format!("reading xattrs of {}", path.display()), e))?;
+        let value = xattr::get(path, &name)
+            .map_err(|e| Error::io(format!("reading xattrs of {}", path.display()), e))?;
         if let Some(value) = value {
-            out.push(Xattr { name: name.as_bytes().to_vec(), value });
+            out.push(Xattr {
+                name: name.as_bytes().to_vec(),
+                value,
+            });
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -127,7 +157,9 @@ pub fn make_special(path: &Path, node: &Node) -> Result<()> {
 /// met, as warnings: metadata that could not be set does not lose data.
 pub fn apply_metadata(path: &Path, node: &Node, as_root: bool) -> Vec<String> {
     let mut warnings = Vec::new();
-    let mut note = |what: &str, e: std::io::Error| warnings.push(format!("{}: cannot set {what}: {e}", path.display()));
+    let mut note = |what: &str, e: std::io::Error| {
+        warnings.push(format!("{}: cannot set {what}: {e}", path.display()))
+    };
     if node.kind != NodeKind::Symlink {
         for x in &node.xattrs {
             let name = std::ffi::OsStr::from_bytes(&x.name);
@@ -136,19 +168,23 @@ pub fn apply_metadata(path: &Path, node: &Node, as_root: bool) -> Vec<String> {
             }
         }
     }
-    if as_root {
-        if let Err(e) = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid)) {
-            note("owner", e);
-        }
+    if as_root && let Err(e) = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid)) {
+        note("owner", e);
     }
-    if node.kind != NodeKind::Symlink {
-        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode)) {
-            note("permissions", e);
-        }
+    if node.kind != NodeKind::Symlink
+        && let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode))
+    {
+        note("permissions", e);
     }
     // Access times are not recorded; the restored file gets its mtime as atime.
     let mtime = TimeSpec::new(node.mtime.sec, node.mtime.nsec.into());
-    if let Err(e) = utimensat(nix::fcntl::AT_FDCWD, path, &mtime, &mtime, UtimensatFlags::NoFollowSymlink) {
+    if let Err(e) = utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &mtime,
+        &mtime,
+        UtimensatFlags::NoFollowSymlink,
+    ) {
         note("times", e.into());
     }
     warnings
@@ -166,10 +202,17 @@ mod tests {
         let meta = std::fs::symlink_metadata(&p).unwrap();
         let mut node = node_from_metadata(b"f", &meta, &mut OwnerNames::default());
         assert_eq!(node.kind, NodeKind::File);
-        node.mtime = Timestamp { sec: -86_400 * 365, nsec: 123_456_789 };
+        node.mtime = Timestamp {
+            sec: -86_400 * 365,
+            nsec: 123_456_789,
+        };
         node.mode = 0o4750;
         assert!(apply_metadata(&p, &node, false).is_empty());
-        let back = node_from_metadata(b"f", &std::fs::symlink_metadata(&p).unwrap(), &mut OwnerNames::default());
+        let back = node_from_metadata(
+            b"f",
+            &std::fs::symlink_metadata(&p).unwrap(),
+            &mut OwnerNames::default(),
+        );
         assert_eq!(back.mtime, node.mtime);
         assert_eq!(back.mode, 0o4750);
     }

@@ -38,9 +38,9 @@ macro_rules! id_type {
 
             /// Reads an id from exactly 32 bytes.
             pub fn from_slice(bytes: &[u8]) -> Result<Self> {
-                let arr: [u8; 32] = bytes
-                    .try_into()
-                    .map_err(|_| Error::corrupt(format!("id of {} bytes, expected 32", bytes.len())))?;
+                let arr: [u8; 32] = bytes.try_into().map_err(|_| {
+                    Error::corrupt(format!("id of {} bytes, expected 32", bytes.len()))
+                })?;
                 Ok($name(arr))
             }
         }
@@ -73,7 +73,10 @@ macro_rules! id_type {
 }
 
 id_type!(BlobId, "The keyed BLAKE3 id of a chunk or tree plaintext.");
-id_type!(ObjectId, "The plain BLAKE3 of a stored object's bytes; also its name.");
+id_type!(
+    ObjectId,
+    "The plain BLAKE3 of a stored object's bytes; also its name."
+);
 
 impl ObjectId {
     /// The id of stored bytes.
@@ -83,7 +86,9 @@ impl ObjectId {
 }
 
 /// Deserializes a CBOR byte string (or, leniently, an array of small integers).
-pub(crate) fn serde_bytes_buf<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<u8>, D::Error> {
+pub(crate) fn serde_bytes_buf<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<u8>, D::Error> {
     struct V;
     impl<'de> serde::de::Visitor<'de> for V {
         type Value = Vec<u8>;
@@ -93,7 +98,10 @@ pub(crate) fn serde_bytes_buf<'de, D: Deserializer<'de>>(d: D) -> std::result::R
         fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> std::result::Result<Vec<u8>, E> {
             Ok(v.to_vec())
         }
-        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> std::result::Result<Vec<u8>, E> {
+        fn visit_byte_buf<E: serde::de::Error>(
+            self,
+            v: Vec<u8>,
+        ) -> std::result::Result<Vec<u8>, E> {
             Ok(v)
         }
     }

@@ -69,10 +69,18 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| Error::corrupt("u32"))?))
+        Ok(u32::from_le_bytes(
+            self.take(4)?
+                .try_into()
+                .map_err(|_| Error::corrupt("u32"))?,
+        ))
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| Error::corrupt("u64"))?))
+        Ok(u64::from_le_bytes(
+            self.take(8)?
+                .try_into()
+                .map_err(|_| Error::corrupt("u64"))?,
+        ))
     }
 }
 
@@ -81,7 +89,9 @@ pub fn decode_index(plain: &[u8]) -> Result<Vec<IndexedPack>> {
     let mut r = Reader(plain);
     let version = r.take(1)?[0];
     if version != INDEX_VERSION {
-        return Err(Error::corrupt(format!("index version {version} is unknown")));
+        return Err(Error::corrupt(format!(
+            "index version {version} is unknown"
+        )));
     }
     let count = r.u32()? as usize;
     let mut packs = Vec::with_capacity(count.min(plain.len() / 44));
@@ -94,10 +104,18 @@ pub fn decode_index(plain: &[u8]) -> Result<Vec<IndexedPack>> {
             let kind = BlobType::from_code(r.take(1)?[0])?;
             let (offset, length, raw_length) = (r.u32()?, r.u32()?, r.u32()?);
             if u64::from(offset) + u64::from(length) > size {
-                return Err(Error::corrupt("index entry lies beyond the end of its pack"));
+                return Err(Error::corrupt(
+                    "index entry lies beyond the end of its pack",
+                ));
             }
             let id = BlobId::from_slice(r.take(32)?)?;
-            entries.push(PackEntry { kind, id, offset, length, raw_length });
+            entries.push(PackEntry {
+                kind,
+                id,
+                offset,
+                length,
+                raw_length,
+            });
         }
         packs.push(IndexedPack { id, size, entries });
     }
@@ -148,7 +166,13 @@ impl Index {
         let n = self.packs.len() as u32;
         self.packs.push(pack.id);
         for e in &pack.entries {
-            let slot = Slot { pack: n, kind: e.kind, offset: e.offset, length: e.length, raw_length: e.raw_length };
+            let slot = Slot {
+                pack: n,
+                kind: e.kind,
+                offset: e.offset,
+                length: e.length,
+                raw_length: e.raw_length,
+            };
             self.blobs.entry(e.id).or_insert(slot);
         }
     }
@@ -193,8 +217,18 @@ mod tests {
     #[test]
     fn seal_open_and_lookup() {
         let k = Keys::derive(&SecretKey::from_bytes([2; 32]), Cipher::Aes256Gcm);
-        let e = PackEntry { kind: BlobType::Tree, id: BlobId([9; 32]), offset: 0, length: 50, raw_length: 70 };
-        let packs = vec![IndexedPack { id: ObjectId([1; 32]), size: 100, entries: vec![e] }];
+        let e = PackEntry {
+            kind: BlobType::Tree,
+            id: BlobId([9; 32]),
+            offset: 0,
+            length: 50,
+            raw_length: 70,
+        };
+        let packs = vec![IndexedPack {
+            id: ObjectId([1; 32]),
+            size: 100,
+            entries: vec![e],
+        }];
         let sealed = seal_index(&k, &packs).unwrap();
         let back = open_index(&k, &sealed).unwrap();
         assert_eq!(back, packs);

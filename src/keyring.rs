@@ -59,7 +59,9 @@ pub fn add(repo: &Repository, passphrase: &Passphrase, kdf: KdfParams) -> Result
         kdf,
         &slot_info(),
     )?;
-    Ok(save_slot(repo.store(), slot)?.trim_start_matches("keys/").to_string())
+    Ok(save_slot(repo.store(), slot)?
+        .trim_start_matches("keys/")
+        .to_string())
 }
 
 /// Removes the slot whose id starts with `prefix`.
@@ -68,8 +70,16 @@ pub fn remove(repo: &Repository, prefix: &str) -> Result<String> {
     let matches: Vec<&SlotListing> = slots.iter().filter(|s| s.id.starts_with(prefix)).collect();
     let slot = match matches.as_slice() {
         [one] => *one,
-        [] => return Err(Error::not_found(format!("no key slot with id {prefix}; `coffer key list` shows them"))),
-        _ => return Err(Error::invalid(format!("key id prefix {prefix} is ambiguous"))),
+        [] => {
+            return Err(Error::not_found(format!(
+                "no key slot with id {prefix}; `coffer key list` shows them"
+            )));
+        }
+        _ => {
+            return Err(Error::invalid(format!(
+                "key id prefix {prefix} is ambiguous"
+            )));
+        }
     };
     if slot.current {
         return Err(Error::invalid(
@@ -77,7 +87,10 @@ pub fn remove(repo: &Repository, prefix: &str) -> Result<String> {
         ));
     }
     if slots.len() < 2 {
-        return Err(Error::new(ErrorKind::InvalidInput, "refusing to remove the last key slot"));
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "refusing to remove the last key slot",
+        ));
     }
     repo.store().delete(&format!("keys/{}", slot.id))?;
     Ok(slot.id.clone())

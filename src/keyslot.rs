@@ -37,8 +37,12 @@ impl Passphrase {
 
     /// The 32 bytes of a recovery key, if this is one (64 hex digits, dashes and spaces allowed).
     fn as_recovery_key(&self) -> Option<SecretKey> {
-        let digits: Zeroizing<String> =
-            Zeroizing::new(self.0.chars().filter(|c| !c.is_whitespace() && *c != '-').collect());
+        let digits: Zeroizing<String> = Zeroizing::new(
+            self.0
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '-')
+                .collect(),
+        );
         let mut out = [0u8; 32];
         let ok = hex::decode_to_slice(digits.as_bytes(), &mut out).is_ok();
         let key = SecretKey::from_bytes(out);
@@ -72,7 +76,11 @@ pub struct KdfParams {
 
 impl Default for KdfParams {
     fn default() -> Self {
-        KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 }
+        KdfParams {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            parallelism: 1,
+        }
     }
 }
 
@@ -158,7 +166,8 @@ pub fn create(
     let kek = wrapping_key(kind, &kdf, &salt, secret)?;
     let wrapped = crypto::seal(Cipher::XChaCha20Poly1305, &kek, &header, master.expose())?;
     let mut body = Vec::new();
-    ciborium::into_writer(info, &mut body).map_err(|e| Error::invalid(format!("encoding key info: {e}")))?;
+    ciborium::into_writer(info, &mut body)
+        .map_err(|e| Error::invalid(format!("encoding key info: {e}")))?;
     let sealed_info = keys.seal(&header, &body)?;
     header.extend_from_slice(&wrapped);
     header.extend_from_slice(&sealed_info);
@@ -177,17 +186,25 @@ pub fn decode(bytes: &[u8]) -> Result<KeySlot> {
     if bytes.len() < HEADER_LEN + WRAPPED_LEN + crypto::OVERHEAD || &bytes[..8] != MAGIC {
         return Err(Error::corrupt("not a coffer key slot"));
     }
-    let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let u32_at =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     let version = u32_at(8);
     if version != VERSION {
-        return Err(Error::new(ErrorKind::UnsupportedVersion, format!("key slot version {version} is not supported")));
+        return Err(Error::new(
+            ErrorKind::UnsupportedVersion,
+            format!("key slot version {version} is not supported"),
+        ));
     }
     let kind = match bytes[44] {
         1 => SlotKind::Passphrase,
         2 => SlotKind::Recovery,
         k => return Err(Error::corrupt(format!("unknown key slot kind {k}"))),
     };
-    let kdf = KdfParams { memory_kib: u32_at(45), iterations: u32_at(49), parallelism: u32_at(53) };
+    let kdf = KdfParams {
+        memory_kib: u32_at(45),
+        iterations: u32_at(49),
+        parallelism: u32_at(53),
+    };
     let mut repo_id = [0u8; 32];
     repo_id.copy_from_slice(&bytes[12..44]);
     let mut salt = [0u8; 32];
@@ -208,18 +225,23 @@ impl KeySlot {
     /// Unwraps the master key, or `None` if `secret` does not open this slot.
     pub fn unlock(&self, secret: &Passphrase) -> Result<Option<MasterKey>> {
         if self.kind == SlotKind::Passphrase {
-            self.kdf.validate().map_err(|e| Error::corrupt(format!("key slot refused: {e}")))?;
+            self.kdf
+                .validate()
+                .map_err(|e| Error::corrupt(format!("key slot refused: {e}")))?;
         }
         let kek = match wrapping_key(self.kind, &self.kdf, &self.salt, secret) {
             Ok(k) => k,
             Err(e) if e.kind() == ErrorKind::WrongPassword => return Ok(None),
             Err(e) => return Err(e),
         };
-        let Ok(plain) = crypto::open(Cipher::XChaCha20Poly1305, &kek, &self.header, &self.wrapped) else {
+        let Ok(plain) = crypto::open(Cipher::XChaCha20Poly1305, &kek, &self.header, &self.wrapped)
+        else {
             return Ok(None);
         };
         let plain = Zeroizing::new(plain);
-        let mut raw: [u8; 32] = plain[..].try_into().map_err(|_| Error::corrupt("wrapped key has the wrong length"))?;
+        let mut raw: [u8; 32] = plain[..]
+            .try_into()
+            .map_err(|_| Error::corrupt("wrapped key has the wrong length"))?;
         let master = SecretKey::from_bytes(raw);
         raw.zeroize();
         Ok(Some(master))
@@ -227,12 +249,19 @@ impl KeySlot {
 
     /// The slot's facts, readable with the repository's keys.
     pub fn info(&self, keys: &Keys) -> Result<SlotInfo> {
-        let body = keys.open(&self.header, &self.info).map_err(|e| e.context("key slot info"))?;
+        let body = keys
+            .open(&self.header, &self.info)
+            .map_err(|e| e.context("key slot info"))?;
         ciborium::from_reader(&body[..]).map_err(|e| Error::corrupt(format!("key slot info: {e}")))
     }
 }
 
-fn wrapping_key(kind: SlotKind, kdf: &KdfParams, salt: &[u8; 32], secret: &Passphrase) -> Result<SecretKey> {
+fn wrapping_key(
+    kind: SlotKind,
+    kdf: &KdfParams,
+    salt: &[u8; 32],
+    secret: &Passphrase,
+) -> Result<SecretKey> {
     match kind {
         SlotKind::Recovery => {
             let key = secret
@@ -244,9 +273,11 @@ fn wrapping_key(kind: SlotKind, kdf: &KdfParams, salt: &[u8; 32], secret: &Passp
             Ok(SecretKey::from_bytes(*kek.finalize().as_bytes()))
         }
         SlotKind::Passphrase => {
-            let params = argon2::Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(32))
-                .map_err(|e| Error::invalid(format!("Argon2id parameters: {e}")))?;
-            let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+            let params =
+                argon2::Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(32))
+                    .map_err(|e| Error::invalid(format!("Argon2id parameters: {e}")))?;
+            let argon =
+                argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
             let mut out = [0u8; 32];
             argon
                 .hash_password_into(secret.bytes(), salt, &mut out)
@@ -263,7 +294,11 @@ mod tests {
     use super::*;
 
     fn fast() -> KdfParams {
-        KdfParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 }
+        KdfParams {
+            memory_kib: 8 * 1024,
+            iterations: 1,
+            parallelism: 1,
+        }
     }
 
     fn keys(master: &MasterKey) -> Keys {
@@ -271,38 +306,88 @@ mod tests {
     }
 
     fn info() -> SlotInfo {
-        SlotInfo { created_ns: 1, host: "h".into(), user: "u".into() }
+        SlotInfo {
+            created_ns: 1,
+            host: "h".into(),
+            user: "u".into(),
+        }
     }
 
     #[test]
     fn passphrase_slot_round_trip() {
         let master = SecretKey::from_bytes([3; 32]);
-        let bytes = create(&keys(&master), [1; 32], &master, &Passphrase::new("pw".into()), SlotKind::Passphrase, fast(), &info()).unwrap();
+        let bytes = create(
+            &keys(&master),
+            [1; 32],
+            &master,
+            &Passphrase::new("pw".into()),
+            SlotKind::Passphrase,
+            fast(),
+            &info(),
+        )
+        .unwrap();
         let slot = decode(&bytes).unwrap();
         let got = slot.unlock(&Passphrase::new("pw".into())).unwrap().unwrap();
         assert_eq!(got.expose(), master.expose());
         assert_eq!(slot.info(&keys(&got)).unwrap(), info());
-        assert!(slot.unlock(&Passphrase::new("wrong".into())).unwrap().is_none());
+        assert!(
+            slot.unlock(&Passphrase::new("wrong".into()))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
     fn recovery_slot_round_trip() {
         let master = SecretKey::from_bytes([5; 32]);
         let (rk, pass) = new_recovery_key().unwrap();
-        let bytes = create(&keys(&master), [1; 32], &master, &pass, SlotKind::Recovery, KdfParams::default(), &info()).unwrap();
+        let bytes = create(
+            &keys(&master),
+            [1; 32],
+            &master,
+            &pass,
+            SlotKind::Recovery,
+            KdfParams::default(),
+            &info(),
+        )
+        .unwrap();
         let slot = decode(&bytes).unwrap();
         let typed = Passphrase::new(rk.display_string().to_uppercase());
         assert!(slot.unlock(&typed).unwrap().is_some());
-        assert!(slot.unlock(&Passphrase::new("pw".into())).unwrap().is_none());
+        assert!(
+            slot.unlock(&Passphrase::new("pw".into()))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
     fn tampered_kdf_params_fail() {
         let master = SecretKey::from_bytes([3; 32]);
-        let mut bytes = create(&keys(&master), [1; 32], &master, &Passphrase::new("pw".into()), SlotKind::Passphrase, fast(), &info()).unwrap();
+        let mut bytes = create(
+            &keys(&master),
+            [1; 32],
+            &master,
+            &Passphrase::new("pw".into()),
+            SlotKind::Passphrase,
+            fast(),
+            &info(),
+        )
+        .unwrap();
         bytes[49] = 2; // iterations 1 -> 2
-        assert!(decode(&bytes).unwrap().unlock(&Passphrase::new("pw".into())).unwrap().is_none());
+        assert!(
+            decode(&bytes)
+                .unwrap()
+                .unlock(&Passphrase::new("pw".into()))
+                .unwrap()
+                .is_none()
+        );
         bytes[45..49].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(decode(&bytes).unwrap().unlock(&Passphrase::new("pw".into())).is_err());
+        assert!(
+            decode(&bytes)
+                .unwrap()
+                .unlock(&Passphrase::new("pw".into()))
+                .is_err()
+        );
     }
 }

@@ -54,17 +54,32 @@ impl Default for PackBuilder {
 impl PackBuilder {
     /// An empty pack.
     pub fn new() -> Self {
-        PackBuilder { bytes: Vec::new(), entries: Vec::new() }
+        PackBuilder {
+            bytes: Vec::new(),
+            entries: Vec::new(),
+        }
     }
 
     /// Appends a sealed blob.
-    pub fn add(&mut self, kind: BlobType, id: BlobId, sealed: &[u8], raw_length: usize) -> Result<()> {
+    pub fn add(
+        &mut self,
+        kind: BlobType,
+        id: BlobId,
+        sealed: &[u8],
+        raw_length: usize,
+    ) -> Result<()> {
         let too_big = || Error::invalid("pack grew beyond 4 GiB");
         let offset = u32::try_from(self.bytes.len()).map_err(|_| too_big())?;
         let length = u32::try_from(sealed.len()).map_err(|_| too_big())?;
         let raw_length = u32::try_from(raw_length).map_err(|_| too_big())?;
         self.bytes.extend_from_slice(sealed);
-        self.entries.push(PackEntry { kind, id, offset, length, raw_length });
+        self.entries.push(PackEntry {
+            kind,
+            id,
+            offset,
+            length,
+            raw_length,
+        });
         Ok(())
     }
 
@@ -91,8 +106,13 @@ impl PackBuilder {
         }
         let sealed = keys.seal(HEADER_AD, &header)?;
         self.bytes.extend_from_slice(&sealed);
-        self.bytes.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
-        Ok(FinishedPack { id: ObjectId::of(&self.bytes), bytes: self.bytes, entries: self.entries })
+        self.bytes
+            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        Ok(FinishedPack {
+            id: ObjectId::of(&self.bytes),
+            bytes: self.bytes,
+            entries: self.entries,
+        })
     }
 }
 
@@ -102,15 +122,20 @@ pub fn read_header(keys: &Keys, pack: &[u8]) -> Result<Vec<PackEntry>> {
     if n < 4 {
         return Err(Error::corrupt("pack is shorter than its length field"));
     }
-    let header_len = u32::from_le_bytes([pack[n - 4], pack[n - 3], pack[n - 2], pack[n - 1]]) as usize;
+    let header_len =
+        u32::from_le_bytes([pack[n - 4], pack[n - 3], pack[n - 2], pack[n - 1]]) as usize;
     let header_start = (n - 4)
         .checked_sub(header_len)
         .ok_or_else(|| Error::corrupt("pack header length exceeds the pack"))?;
     let header = keys.open(HEADER_AD, &pack[header_start..n - 4])?;
     let entries = decode_header(&header)?;
-    let end = entries.last().map_or(0, |e| e.offset as usize + e.length as usize);
+    let end = entries
+        .last()
+        .map_or(0, |e| e.offset as usize + e.length as usize);
     if end != header_start {
-        return Err(Error::corrupt("pack blobs do not end where the header begins"));
+        return Err(Error::corrupt(
+            "pack blobs do not end where the header begins",
+        ));
     }
     Ok(entries)
 }
@@ -125,7 +150,11 @@ pub fn decode_header(header: &[u8]) -> Result<Vec<PackEntry>> {
     let count = rest.get(..4).ok_or_else(|| bad("truncated count"))?;
     let count = u32::from_le_bytes(count.try_into().map_err(|_| bad("count"))?) as usize;
     let body = &rest[4..];
-    if body.len() != count.checked_mul(ENTRY_LEN).ok_or_else(|| bad("count overflow"))? {
+    if body.len()
+        != count
+            .checked_mul(ENTRY_LEN)
+            .ok_or_else(|| bad("count overflow"))?
+    {
         return Err(bad("length does not match the entry count"));
     }
     let mut offset: u64 = 0;
@@ -158,7 +187,13 @@ mod tests {
         let mut b = PackBuilder::new();
         for data in [&b"one"[..], b"two two", b""] {
             let id = BlobId(k.blob_id(data));
-            b.add(BlobType::Data, id, &seal_blob(&k, BlobType::Data, &id, data, 3).unwrap(), data.len()).unwrap();
+            b.add(
+                BlobType::Data,
+                id,
+                &seal_blob(&k, BlobType::Data, &id, data, 3).unwrap(),
+                data.len(),
+            )
+            .unwrap();
         }
         let p = b.finish(&k).unwrap();
         assert_eq!(ObjectId::of(&p.bytes), p.id);
@@ -166,7 +201,10 @@ mod tests {
         assert_eq!(entries, p.entries);
         let e = entries[1];
         let sealed = &p.bytes[e.offset as usize..(e.offset + e.length) as usize];
-        assert_eq!(open_blob(&k, BlobType::Data, &e.id, sealed).unwrap(), b"two two");
+        assert_eq!(
+            open_blob(&k, BlobType::Data, &e.id, sealed).unwrap(),
+            b"two two"
+        );
         for cut in [0, 3, p.bytes.len() - 1] {
             assert!(read_header(&k, &p.bytes[..cut]).is_err());
         }

@@ -66,7 +66,10 @@ pub fn pack_name(id: &ObjectId) -> String {
 
 /// This host's name and the current user's, for snapshots and key slots.
 pub fn host_and_user() -> (String, String) {
-    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
     let user = nix::unistd::User::from_uid(nix::unistd::getuid())
         .ok()
         .flatten()
@@ -77,12 +80,20 @@ pub fn host_and_user() -> (String, String) {
 
 pub(crate) fn slot_info() -> SlotInfo {
     let (host, user) = host_and_user();
-    SlotInfo { created_ns: crate::clock::now_ns(), host, user }
+    SlotInfo {
+        created_ns: crate::clock::now_ns(),
+        host,
+        user,
+    }
 }
 
 impl Repository {
     /// Creates a repository in an empty store. Returns the recovery key if one was asked for.
-    pub fn init(store: Store, passphrase: &Passphrase, opts: &InitOptions) -> Result<(Repository, Option<RecoveryKey>)> {
+    pub fn init(
+        store: Store,
+        passphrase: &Passphrase,
+        opts: &InitOptions,
+    ) -> Result<(Repository, Option<RecoveryKey>)> {
         opts.chunker.validate()?;
         opts.kdf.validate()?;
         if !(0..=22).contains(&opts.compression) {
@@ -95,7 +106,10 @@ impl Repository {
             Ok(_) => {
                 return Err(Error::new(
                     ErrorKind::AlreadyExists,
-                    format!("a repository already exists at {}; refusing to initialise over it", store.description()),
+                    format!(
+                        "a repository already exists at {}; refusing to initialise over it",
+                        store.description()
+                    ),
                 ));
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -112,11 +126,27 @@ impl Repository {
             created_ns: crate::clock::now_ns(),
         };
         let info = slot_info();
-        let slot = keyslot::create(&keys, config.repo_id, &master, passphrase, SlotKind::Passphrase, opts.kdf, &info)?;
+        let slot = keyslot::create(
+            &keys,
+            config.repo_id,
+            &master,
+            passphrase,
+            SlotKind::Passphrase,
+            opts.kdf,
+            &info,
+        )?;
         let slot_name = save_slot(&store, slot)?;
         let recovery = if opts.recovery_key {
             let (key, as_pass) = keyslot::new_recovery_key()?;
-            let slot = keyslot::create(&keys, config.repo_id, &master, &as_pass, SlotKind::Recovery, opts.kdf, &info)?;
+            let slot = keyslot::create(
+                &keys,
+                config.repo_id,
+                &master,
+                &as_pass,
+                SlotKind::Recovery,
+                opts.kdf,
+                &info,
+            )?;
             save_slot(&store, slot)?;
             Some(key)
         } else {
@@ -124,7 +154,14 @@ impl Repository {
         };
         // The config goes last and create-only: a concurrent init loses cleanly.
         store.put_new("config", Bytes::from(config.seal(&keys)?))?;
-        let repo = Repository { store, config, keys, master, slot: slot_name, index: Index::default() };
+        let repo = Repository {
+            store,
+            config,
+            keys,
+            master,
+            slot: slot_name,
+            index: Index::default(),
+        };
         Ok((repo, recovery))
     }
 
@@ -149,7 +186,14 @@ impl Repository {
         let (master, slot) = unlock_any(&store, header.repo_id, passphrase)?;
         let keys = Keys::derive(&master, header.cipher);
         let config = Config::open(&keys, &raw)?;
-        Ok(Repository { store, config, keys, master, slot, index: Index::default() })
+        Ok(Repository {
+            store,
+            config,
+            keys,
+            master,
+            slot,
+            index: Index::default(),
+        })
     }
 
     /// Reads every index object again.
@@ -201,18 +245,24 @@ impl Repository {
 
     /// Reads, opens and verifies one blob.
     pub fn read_blob(&self, kind: BlobType, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self
-            .index
-            .get(id)
-            .ok_or_else(|| Error::corrupt(format!("blob {} is not in the index (missing data)", id.short())))?;
+        let loc = self.index.get(id).ok_or_else(|| {
+            Error::corrupt(format!(
+                "blob {} is not in the index (missing data)",
+                id.short()
+            ))
+        })?;
         let start = u64::from(loc.offset);
-        let sealed = self.store.get_range(&pack_name(&loc.pack), start..start + u64::from(loc.length))?;
-        open_blob(&self.keys, kind, id, &sealed).map_err(|e| e.context(format!("pack {}", loc.pack.short())))
+        let sealed = self
+            .store
+            .get_range(&pack_name(&loc.pack), start..start + u64::from(loc.length))?;
+        open_blob(&self.keys, kind, id, &sealed)
+            .map_err(|e| e.context(format!("pack {}", loc.pack.short())))
     }
 
     /// Reads and decodes a tree.
     pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
-        Tree::decode(&self.read_blob(BlobType::Tree, id)?).map_err(|e| e.context(format!("tree {}", id.short())))
+        Tree::decode(&self.read_blob(BlobType::Tree, id)?)
+            .map_err(|e| e.context(format!("tree {}", id.short())))
     }
 
     /// Every snapshot, oldest first.
@@ -228,7 +278,8 @@ impl Repository {
     fn load_snapshot(&self, name: &str) -> Result<(ObjectId, Snapshot)> {
         let sealed = self.store.get(name)?;
         let id = check_name(name, &sealed)?;
-        let snap = Snapshot::open(&self.keys, &sealed).map_err(|e| e.context(format!("snapshot {}", id.short())))?;
+        let snap = Snapshot::open(&self.keys, &sealed)
+            .map_err(|e| e.context(format!("snapshot {}", id.short())))?;
         Ok((id, snap))
     }
 
@@ -241,7 +292,9 @@ impl Repository {
                 .ok_or_else(|| Error::not_found("the repository has no snapshots yet"));
         }
         if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::invalid(format!("{spec:?} is not a snapshot id: give `latest` or at least 4 hex digits")));
+            return Err(Error::invalid(format!(
+                "{spec:?} is not a snapshot id: give `latest` or at least 4 hex digits"
+            )));
         }
         let spec = spec.to_ascii_lowercase();
         let names: Vec<String> = self
@@ -253,8 +306,12 @@ impl Repository {
             .collect();
         match names.as_slice() {
             [one] => self.load_snapshot(one),
-            [] => Err(Error::not_found(format!("no snapshot with id {spec}; `coffer snapshots` lists them"))),
-            _ => Err(Error::invalid(format!("snapshot prefix {spec} is ambiguous; give more digits"))),
+            [] => Err(Error::not_found(format!(
+                "no snapshot with id {spec}; `coffer snapshots` lists them"
+            ))),
+            _ => Err(Error::invalid(format!(
+                "snapshot prefix {spec} is ambiguous; give more digits"
+            ))),
         }
     }
 
@@ -262,7 +319,8 @@ impl Repository {
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<ObjectId> {
         let sealed = snap.seal(&self.keys)?;
         let id = ObjectId::of(&sealed);
-        self.store.put_new(&format!("snapshots/{id}"), Bytes::from(sealed))?;
+        self.store
+            .put_new(&format!("snapshots/{id}"), Bytes::from(sealed))?;
         Ok(id)
     }
 }
@@ -272,7 +330,9 @@ pub(crate) fn check_name(name: &str, bytes: &[u8]) -> Result<ObjectId> {
     let id = ObjectId::of(bytes);
     let expected = name.rsplit('/').next().unwrap_or_default();
     if id.to_hex() != expected {
-        return Err(Error::corrupt(format!("{name}: content does not match its name (altered or swapped object)")));
+        return Err(Error::corrupt(format!(
+            "{name}: content does not match its name (altered or swapped object)"
+        )));
     }
     Ok(id)
 }
@@ -283,17 +343,25 @@ pub(crate) fn save_slot(store: &Store, slot: Vec<u8>) -> Result<String> {
     Ok(name)
 }
 
-fn unlock_any(store: &Store, repo_id: [u8; 32], passphrase: &Passphrase) -> Result<(MasterKey, String)> {
+fn unlock_any(
+    store: &Store,
+    repo_id: [u8; 32],
+    passphrase: &Passphrase,
+) -> Result<(MasterKey, String)> {
     let slots = store.list("keys")?;
     if slots.is_empty() {
-        return Err(Error::corrupt("the repository has no key slots: it cannot be opened"));
+        return Err(Error::corrupt(
+            "the repository has no key slots: it cannot be opened",
+        ));
     }
     let mut unreadable = Vec::new();
     for (name, _) in slots {
         let bytes = store.get(&name)?;
         let opened = keyslot::decode(&bytes).and_then(|slot| {
             if slot.repo_id != repo_id {
-                return Err(Error::corrupt(format!("{name} belongs to another repository")));
+                return Err(Error::corrupt(format!(
+                    "{name} belongs to another repository"
+                )));
             }
             slot.unlock(passphrase)
         });
@@ -303,9 +371,14 @@ fn unlock_any(store: &Store, repo_id: [u8; 32], passphrase: &Passphrase) -> Resu
             Err(e) => unreadable.push(e.to_string()),
         }
     }
-    let mut message = String::from("wrong passphrase: no key slot of this repository opens with it");
+    let mut message =
+        String::from("wrong passphrase: no key slot of this repository opens with it");
     if !unreadable.is_empty() {
-        message += &format!(" ({} key slot(s) could not be read: {})", unreadable.len(), unreadable.join("; "));
+        message += &format!(
+            " ({} key slot(s) could not be read: {})",
+            unreadable.len(),
+            unreadable.join("; ")
+        );
     }
     Err(Error::new(ErrorKind::WrongPassword, message))
 }

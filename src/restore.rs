@@ -101,7 +101,9 @@ impl Restorer<'_> {
     }
 
     fn subdir(&mut self, node: &Node, snap_path: &[u8], path: &Path, chosen: bool) -> Result<bool> {
-        let id = node.subtree.ok_or_else(|| Error::corrupt("directory without subtree"))?;
+        let id = node
+            .subtree
+            .ok_or_else(|| Error::corrupt("directory without subtree"))?;
         let tree = match self.repo.load_tree(&id) {
             Ok(t) => t,
             Err(e) => {
@@ -136,7 +138,10 @@ impl Restorer<'_> {
         match node.kind {
             NodeKind::File => return self.file(node, path),
             NodeKind::Symlink => {
-                let target = node.target.as_deref().ok_or_else(|| Error::corrupt("symlink without target"))?;
+                let target = node
+                    .target
+                    .as_deref()
+                    .ok_or_else(|| Error::corrupt("symlink without target"))?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(target), path)
                     .map_err(|e| Error::io(format!("creating symlink {}", path.display()), e))?;
             }
@@ -147,7 +152,10 @@ impl Restorer<'_> {
                 }
             }
             NodeKind::Socket => {
-                self.out.warnings.push(format!("{}: sockets are recorded but not recreated", path.display()));
+                self.out.warnings.push(format!(
+                    "{}: sockets are recorded but not recreated",
+                    path.display()
+                ));
                 return Ok(());
             }
             NodeKind::Dir => return Err(Error::invalid("directory passed as entry")),
@@ -159,12 +167,13 @@ impl Restorer<'_> {
 
     fn file(&mut self, node: &Node, path: &Path) -> Result<()> {
         let key = (node.device, node.inode);
-        if node.links > 1 {
-            if let Some(first) = self.hardlinks.get(&key) {
-                std::fs::hard_link(first, path).map_err(|e| Error::io(format!("linking {}", path.display()), e))?;
-                self.out.files += 1;
-                return Ok(());
-            }
+        if node.links > 1
+            && let Some(first) = self.hardlinks.get(&key)
+        {
+            std::fs::hard_link(first, path)
+                .map_err(|e| Error::io(format!("linking {}", path.display()), e))?;
+            self.out.files += 1;
+            return Ok(());
         }
         match self.write_content(node, path) {
             Ok(()) => {
@@ -183,7 +192,8 @@ impl Restorer<'_> {
     }
 
     fn write_content(&mut self, node: &Node, path: &Path) -> Result<()> {
-        let mut file = File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        let mut file =
+            File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
         let mut hasher = blake3::Hasher::new();
         let mut written = 0u64;
         for id in &node.content {
@@ -192,13 +202,16 @@ impl Restorer<'_> {
             written += chunk.len() as u64;
             let io = |e| Error::io(format!("writing {}", path.display()), e);
             if chunk.iter().all(|&b| b == 0) {
-                file.seek(SeekFrom::Current(chunk.len() as i64)).map_err(io)?;
+                file.seek(SeekFrom::Current(chunk.len() as i64))
+                    .map_err(io)?;
             } else {
                 file.write_all(&chunk).map_err(io)?;
             }
         }
-        file.set_len(written).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        file.sync_data().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+        file.set_len(written)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        file.sync_data()
+            .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
         let hash = ObjectId(*hasher.finalize().as_bytes());
         if written != node.size || Some(hash) != node.blake3 {
             return Err(Error::corrupt(format!(
@@ -218,7 +231,8 @@ fn make_dir(path: &Path) -> Result<()> {
         Ok(_) => remove_existing(path)?,
         Err(_) => {}
     }
-    std::fs::create_dir(path).map_err(|e| Error::io(format!("creating directory {}", path.display()), e))
+    std::fs::create_dir(path)
+        .map_err(|e| Error::io(format!("creating directory {}", path.display()), e))
 }
 
 /// Removes a non-directory at `path` so it can be replaced (and hardlinks to it are broken).

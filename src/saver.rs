@@ -71,7 +71,13 @@ impl<'r> BlobSaver<'r> {
         if self.has(&id) {
             return Ok(id);
         }
-        let sealed = seal_blob(self.repo.keys(), kind, &id, plain, self.repo.config().compression)?;
+        let sealed = seal_blob(
+            self.repo.keys(),
+            kind,
+            &id,
+            plain,
+            self.repo.config().compression,
+        )?;
         let builder = match kind {
             BlobType::Data => &mut self.data,
             BlobType::Tree => &mut self.tree,
@@ -96,8 +102,15 @@ impl<'r> BlobSaver<'r> {
         let pack = builder.finish(self.repo.keys())?;
         let size = pack.bytes.len() as u64;
         self.stats.bytes += size;
-        let indexed = IndexedPack { id: pack.id, size, entries: pack.entries };
-        let pending = self.repo.store().put_background(pack_name(&pack.id), Bytes::from(pack.bytes));
+        let indexed = IndexedPack {
+            id: pack.id,
+            size,
+            entries: pack.entries,
+        };
+        let pending = self
+            .repo
+            .store()
+            .put_background(pack_name(&pack.id), Bytes::from(pack.bytes));
         self.uploads.push_back((pending, indexed));
         while self.uploads.len() > MAX_UPLOADS {
             self.wait_oldest()?;

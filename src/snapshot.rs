@@ -74,7 +74,8 @@ impl Snapshot {
     /// Encodes and seals.
     pub fn seal(&self, keys: &Keys) -> Result<Vec<u8>> {
         let mut body = Vec::new();
-        ciborium::into_writer(self, &mut body).map_err(|e| Error::invalid(format!("encoding snapshot: {e}")))?;
+        ciborium::into_writer(self, &mut body)
+            .map_err(|e| Error::invalid(format!("encoding snapshot: {e}")))?;
         keys.seal(SNAPSHOT_AD, &body)
     }
 
@@ -85,9 +86,13 @@ impl Snapshot {
 
     /// Decodes a decrypted snapshot (exposed for fuzzing).
     pub fn decode(body: &[u8]) -> Result<Snapshot> {
-        let s: Snapshot = ciborium::from_reader(body).map_err(|e| Error::corrupt(format!("snapshot does not decode: {e}")))?;
+        let s: Snapshot = ciborium::from_reader(body)
+            .map_err(|e| Error::corrupt(format!("snapshot does not decode: {e}")))?;
         if s.version != SNAPSHOT_VERSION {
-            return Err(Error::corrupt(format!("snapshot version {} is unknown", s.version)));
+            return Err(Error::corrupt(format!(
+                "snapshot version {} is unknown",
+                s.version
+            )));
         }
         Ok(s)
     }

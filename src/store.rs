@@ -46,7 +46,9 @@ impl Location {
             )));
         }
         if url.is_empty() {
-            return Err(Error::invalid("no repository given: use -r/--repo or COFFER_REPOSITORY"));
+            return Err(Error::invalid(
+                "no repository given: use -r/--repo or COFFER_REPOSITORY",
+            ));
         }
         Ok(Location::Directory(PathBuf::from(url)))
     }
@@ -73,11 +75,18 @@ impl Store {
     pub fn open(location: &Location, create: bool) -> Result<Store> {
         let (inner, description): (Arc<dyn ObjectStore>, String) = match location {
             Location::Memory(name) => {
-                let mut stores = memory_stores().lock().map_err(|_| Error::invalid("memory store lock poisoned"))?;
-                let store = stores.entry(name.clone()).or_insert_with(|| Arc::new(InMemory::new()));
+                let mut stores = memory_stores()
+                    .lock()
+                    .map_err(|_| Error::invalid("memory store lock poisoned"))?;
+                let store = stores
+                    .entry(name.clone())
+                    .or_insert_with(|| Arc::new(InMemory::new()));
                 (store.clone(), format!("memory://{name}"))
             }
-            Location::Directory(path) => (Arc::new(open_directory(path, create)?), path.display().to_string()),
+            Location::Directory(path) => (
+                Arc::new(open_directory(path, create)?),
+                path.display().to_string(),
+            ),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -85,7 +94,11 @@ impl Store {
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the storage runtime", e))?;
-        Ok(Store { inner, runtime: Arc::new(runtime), description })
+        Ok(Store {
+            inner,
+            runtime: Arc::new(runtime),
+            description,
+        })
     }
 
     /// Where this store is, for messages.
@@ -110,19 +123,25 @@ impl Store {
             .block_on(self.inner.get_range(&path, range.clone()))
             .map_err(|e| Error::from(e).context(format!("reading {name}")))?;
         if bytes.len() as u64 != range.end - range.start {
-            return Err(Error::corrupt(format!("{name} is shorter than the index says (truncated?)")));
+            return Err(Error::corrupt(format!(
+                "{name} is shorter than the index says (truncated?)"
+            )));
         }
         Ok(bytes)
     }
 
     /// Writes an object that must not exist yet (objects are never overwritten).
     pub fn put_new(&self, name: &str, bytes: Bytes) -> Result<()> {
-        self.runtime.block_on(put_create(self.inner.clone(), name.to_string(), bytes))
+        self.runtime
+            .block_on(put_create(self.inner.clone(), name.to_string(), bytes))
     }
 
     /// Starts writing a content-addressed object in the background.
     pub fn put_background(&self, name: String, bytes: Bytes) -> PendingPut {
-        PendingPut(self.runtime.spawn(put_create(self.inner.clone(), name, bytes)))
+        PendingPut(
+            self.runtime
+                .spawn(put_create(self.inner.clone(), name, bytes)),
+        )
     }
 
     /// Waits for a background write.
@@ -139,7 +158,11 @@ impl Store {
         let mut items: Vec<(String, u64)> = self
             .runtime
             .block_on(async move {
-                store.list(Some(&path)).map_ok(|m| (m.location.to_string(), m.size)).try_collect().await
+                store
+                    .list(Some(&path))
+                    .map_ok(|m| (m.location.to_string(), m.size))
+                    .try_collect()
+                    .await
             })
             .map_err(|e| Error::from(e).context(format!("listing {prefix}/")))?;
         items.sort();
@@ -158,9 +181,15 @@ impl Store {
 /// Create-only write. Objects are content-addressed, so "already exists" means another
 /// client (or an earlier, interrupted run) stored the same bytes: success.
 async fn put_create(store: Arc<dyn ObjectStore>, name: String, bytes: Bytes) -> Result<()> {
-    let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
     let path = ObjectPath::from(name.as_str());
-    match store.put_opts(&path, PutPayload::from_bytes(bytes), opts).await {
+    match store
+        .put_opts(&path, PutPayload::from_bytes(bytes), opts)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(object_store::Error::AlreadyExists { .. }) => Err(Error::new(
             ErrorKind::AlreadyExists,
@@ -172,11 +201,15 @@ async fn put_create(store: Arc<dyn ObjectStore>, name: String, bytes: Bytes) -> 
 
 fn open_directory(path: &Path, create: bool) -> Result<LocalFileSystem> {
     if create {
-        std::fs::create_dir_all(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        std::fs::create_dir_all(path)
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
     } else if !path.is_dir() {
         return Err(Error::new(
             ErrorKind::NoRepository,
-            format!("there is no repository at {}: the directory does not exist (create one with `coffer init`)", path.display()),
+            format!(
+                "there is no repository at {}: the directory does not exist (create one with `coffer init`)",
+                path.display()
+            ),
         ));
     }
     let fs = LocalFileSystem::new_with_prefix(path)
@@ -190,9 +223,18 @@ mod tests {
 
     #[test]
     fn parse_locations() {
-        assert_eq!(Location::parse("/tmp/x").unwrap(), Location::Directory("/tmp/x".into()));
-        assert_eq!(Location::parse("file:///tmp/x").unwrap(), Location::Directory("/tmp/x".into()));
-        assert_eq!(Location::parse("memory://t").unwrap(), Location::Memory("t".into()));
+        assert_eq!(
+            Location::parse("/tmp/x").unwrap(),
+            Location::Directory("/tmp/x".into())
+        );
+        assert_eq!(
+            Location::parse("file:///tmp/x").unwrap(),
+            Location::Directory("/tmp/x".into())
+        );
+        assert_eq!(
+            Location::parse("memory://t").unwrap(),
+            Location::Memory("t".into())
+        );
         assert!(Location::parse("ftp://x").is_err());
         assert!(Location::parse("").is_err());
     }
@@ -202,7 +244,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&Location::Directory(dir.path().join("repo")), true).unwrap();
         store.put_new("a/b", Bytes::from_static(b"hello")).unwrap();
-        assert_eq!(store.put_new("a/b", Bytes::from_static(b"x")).unwrap_err().kind(), ErrorKind::AlreadyExists);
+        assert_eq!(
+            store
+                .put_new("a/b", Bytes::from_static(b"x"))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::AlreadyExists
+        );
         assert_eq!(&store.get("a/b").unwrap()[..], b"hello");
         assert_eq!(&store.get_range("a/b", 1..3).unwrap()[..], b"el");
         assert_eq!(store.list("a").unwrap(), vec![("a/b".to_string(), 5)]);

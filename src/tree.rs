@@ -136,26 +136,37 @@ impl Tree {
     /// A tree of `nodes`, sorted by name.
     pub fn new(mut nodes: Vec<Node>) -> Self {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        Tree { version: TREE_VERSION, nodes }
+        Tree {
+            version: TREE_VERSION,
+            nodes,
+        }
     }
 
     /// The node called `name`.
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
+        self.nodes
+            .binary_search_by(|n| n.name.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
     }
 
     /// Encodes the tree.
     pub fn encode(&self) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        ciborium::into_writer(self, &mut out).map_err(|e| Error::invalid(format!("encoding tree: {e}")))?;
+        ciborium::into_writer(self, &mut out)
+            .map_err(|e| Error::invalid(format!("encoding tree: {e}")))?;
         Ok(out)
     }
 
     /// Decodes and validates a tree (exposed for fuzzing).
     pub fn decode(bytes: &[u8]) -> Result<Tree> {
-        let tree: Tree = ciborium::from_reader(bytes).map_err(|e| Error::corrupt(format!("tree does not decode: {e}")))?;
+        let tree: Tree = ciborium::from_reader(bytes)
+            .map_err(|e| Error::corrupt(format!("tree does not decode: {e}")))?;
         if tree.version != TREE_VERSION {
-            return Err(Error::corrupt(format!("tree version {} is unknown", tree.version)));
+            return Err(Error::corrupt(format!(
+                "tree version {} is unknown",
+                tree.version
+            )));
         }
         for pair in tree.nodes.windows(2) {
             if pair[0].name >= pair[1].name {
@@ -163,9 +174,13 @@ impl Tree {
             }
         }
         for n in &tree.nodes {
-            let bad_name = n.name.is_empty() || n.name.contains(&b'/') || n.name == b"." || n.name == b"..";
+            let bad_name =
+                n.name.is_empty() || n.name.contains(&b'/') || n.name == b"." || n.name == b"..";
             if bad_name {
-                return Err(Error::corrupt(format!("tree holds an unsafe file name {:?}", String::from_utf8_lossy(&n.name))));
+                return Err(Error::corrupt(format!(
+                    "tree holds an unsafe file name {:?}",
+                    String::from_utf8_lossy(&n.name)
+                )));
             }
             if n.kind == NodeKind::Dir && n.subtree.is_none() {
                 return Err(Error::corrupt("directory entry without a subtree"));
@@ -207,7 +222,11 @@ mod tests {
     fn round_trip_with_odd_names() {
         let mut link = node(b"l\n\xff", NodeKind::Symlink);
         link.target = Some(b"../nowhere\xfe".to_vec());
-        let t = Tree::new(vec![node(b"z", NodeKind::File), link, node(b"d", NodeKind::Dir)]);
+        let t = Tree::new(vec![
+            node(b"z", NodeKind::File),
+            link,
+            node(b"d", NodeKind::Dir),
+        ]);
         let back = Tree::decode(&t.encode().unwrap()).unwrap();
         assert_eq!(back, t);
         assert_eq!(back.find(b"z").unwrap().kind, NodeKind::File);
@@ -216,7 +235,10 @@ mod tests {
     #[test]
     fn rejects_unsafe_names() {
         for name in [&b".."[..], b"a/b", b""] {
-            let t = Tree { version: TREE_VERSION, nodes: vec![node(name, NodeKind::File)] };
+            let t = Tree {
+                version: TREE_VERSION,
+                nodes: vec![node(name, NodeKind::File)],
+            };
             assert!(Tree::decode(&t.encode().unwrap()).is_err());
         }
         assert!(Tree::decode(b"\xff\x00").is_err());

@@ -44,7 +44,8 @@ pub struct Args {
 pub fn run(global: &Global, args: Args) -> Result<i32> {
     let mut excludes = args.excludes;
     for f in &args.exclude_files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading exclude file {}", f.display()))?;
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading exclude file {}", f.display()))?;
         excludes.extend(text.lines().map(str::to_string));
     }
     if !args.stdin && args.paths.is_empty() {
@@ -58,9 +59,10 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
         (false, Some(p)) => ParentChoice::Snapshot(p),
         (false, None) => ParentChoice::Auto,
     };
-    let stdin = args
-        .stdin
-        .then(|| StdinSource { name: args.stdin_filename.clone(), reader: Box::new(std::io::stdin()) });
+    let stdin = args.stdin.then(|| StdinSource {
+        name: args.stdin_filename.clone(),
+        reader: Box::new(std::io::stdin()),
+    });
     let opts = BackupOptions {
         paths: args.paths,
         tags: args.tags,
@@ -82,7 +84,10 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
             "warnings": outcome.warnings,
         }))?;
     } else if !global.quiet {
-        println!("Files: {} new, {} changed, {} unchanged", s.files_new, s.files_changed, s.files_unchanged);
+        println!(
+            "Files: {} new, {} changed, {} unchanged",
+            s.files_new, s.files_changed, s.files_unchanged
+        );
         println!("Dirs:  {}, other entries: {}", s.dirs, s.others);
         println!(
             "Read {} of {}, added {} to the repository ({} new blobs) in {:.2?}",
@@ -98,7 +103,10 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
         Ok(super::EXIT_OK)
     } else {
         if !global.json {
-            eprintln!("backup completed with {} warning(s): some files were not backed up", outcome.warnings.len());
+            eprintln!(
+                "backup completed with {} warning(s): some files were not backed up",
+                outcome.warnings.len()
+            );
         }
         Ok(super::EXIT_WARNINGS)
     }
@@ -116,8 +124,10 @@ impl Bar {
         let bar = if show && std::io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} {elapsed} {bytes} read ({bytes_per_sec}) {wide_msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {elapsed} {bytes} read ({bytes_per_sec}) {wide_msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
             );
             bar.enable_steady_tick(Duration::from_millis(200));
             bar

@@ -17,13 +17,20 @@ pub struct Args {
 pub fn run(global: &Global, args: Args) -> Result<i32> {
     let store = Store::open(&global.location()?, false)?;
     let mut repo = Repository::open_unindexed(store, &global.passphrase(false)?)?;
-    let report = check(&mut repo, CheckOptions { read_data: args.read_data })?;
+    let report = check(
+        &mut repo,
+        CheckOptions {
+            read_data: args.read_data,
+        },
+    )?;
     if global.json {
         global.print_json(&report)?;
     } else {
         for p in &report.errors {
             match (&p.snapshot, &p.path) {
-                (Some(s), Some(path)) => eprintln!("error: snapshot {} {path}: {}", &s[..8], p.message),
+                (Some(s), Some(path)) => {
+                    eprintln!("error: snapshot {} {path}: {}", &s[..8], p.message)
+                }
                 _ => eprintln!("error: {}", p.message),
             }
         }
@@ -35,7 +42,11 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
                 report.blobs,
                 report.snapshots,
                 report.trees,
-                if args.read_data { format!("; read and verified {} pack(s)", report.packs_read) } else { String::new() }
+                if args.read_data {
+                    format!("; read and verified {} pack(s)", report.packs_read)
+                } else {
+                    String::new()
+                }
             );
             if !report.unreferenced_packs.is_empty() {
                 println!(
@@ -51,11 +62,19 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
     if report.is_ok() {
         Ok(super::EXIT_OK)
     } else {
-        let mut snaps: Vec<&String> = report.errors.iter().filter_map(|p| p.snapshot.as_ref()).collect();
+        let mut snaps: Vec<&String> = report
+            .errors
+            .iter()
+            .filter_map(|p| p.snapshot.as_ref())
+            .collect();
         snaps.sort();
         snaps.dedup();
         if !global.json {
-            eprintln!("check found {} error(s) affecting {} snapshot(s)", report.errors.len(), snaps.len());
+            eprintln!(
+                "check found {} error(s) affecting {} snapshot(s)",
+                report.errors.len(),
+                snaps.len()
+            );
         }
         Ok(super::EXIT_INTEGRITY)
     }

@@ -15,7 +15,13 @@ use coffer::store::{Location, Store};
 #[derive(Args)]
 pub struct Global {
     /// Repository location: a path, file:///path or memory://name
-    #[arg(short = 'r', long = "repo", env = "COFFER_REPOSITORY", global = true, hide_env_values = true)]
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "COFFER_REPOSITORY",
+        global = true,
+        hide_env_values = true
+    )]
     pub repo: Option<String>,
     /// Read the passphrase from this file (first line)
     #[arg(long, env = "COFFER_PASSWORD_FILE", global = true)]
@@ -44,16 +50,19 @@ pub struct KdfArgs {
 
 impl KdfArgs {
     pub fn params(self) -> KdfParams {
-        KdfParams { memory_kib: self.kdf_memory.saturating_mul(1024), iterations: self.kdf_iterations, parallelism: 1 }
+        KdfParams {
+            memory_kib: self.kdf_memory.saturating_mul(1024),
+            iterations: self.kdf_iterations,
+            parallelism: 1,
+        }
     }
 }
 
 impl Global {
     pub fn location(&self) -> Result<Location> {
-        let url = self
-            .repo
-            .as_deref()
-            .ok_or_else(|| anyhow!("no repository given: use -r/--repo or set COFFER_REPOSITORY"))?;
+        let url = self.repo.as_deref().ok_or_else(|| {
+            anyhow!("no repository given: use -r/--repo or set COFFER_REPOSITORY")
+        })?;
         Ok(Location::parse(url)?)
     }
 
@@ -93,7 +102,8 @@ impl Global {
 }
 
 pub fn read_password_file(path: &PathBuf) -> Result<Passphrase> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading password file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading password file {}", path.display()))?;
     let pass = first_line(text);
     if pass.is_empty() {
         bail!("password file {} is empty", path.display());
@@ -112,7 +122,8 @@ fn password_from_command(cmd: &str) -> Result<Passphrase> {
     if !out.status.success() {
         bail!("--password-command failed with {}", out.status);
     }
-    let text = String::from_utf8(out.stdout).map_err(|_| anyhow!("--password-command printed non-UTF-8 output"))?;
+    let text = String::from_utf8(out.stdout)
+        .map_err(|_| anyhow!("--password-command printed non-UTF-8 output"))?;
     Ok(Passphrase::new(first_line(text)))
 }
 
@@ -133,7 +144,8 @@ pub fn prompt(question: &str, confirm: bool) -> Result<Passphrase> {
     }
     let first = rpassword::prompt_password(question).context("reading passphrase")?;
     if confirm {
-        let second = rpassword::prompt_password("Enter the same passphrase again: ").context("reading passphrase")?;
+        let second = rpassword::prompt_password("Enter the same passphrase again: ")
+            .context("reading passphrase")?;
         if first != second {
             bail!("the passphrases do not match");
         }
@@ -153,21 +165,35 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 /// A time in ns since the epoch as local `YYYY-MM-DD HH:MM:SS`.
 pub fn human_time(ns: i64) -> String {
-    let dt = chrono::DateTime::from_timestamp(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) as u32);
-    dt.map(|d| d.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
-        .unwrap_or_else(|| ns.to_string())
+    let dt = chrono::DateTime::from_timestamp(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    );
+    dt.map(|d| {
+        d.with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    })
+    .unwrap_or_else(|| ns.to_string())
 }
 
 /// A time in ns since the epoch as RFC 3339 (UTC), for JSON.
 pub fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) as u32)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
-        .unwrap_or_else(|| ns.to_string())
+    chrono::DateTime::from_timestamp(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
+    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+    .unwrap_or_else(|| ns.to_string())
 }
 
 #[cfg(test)]

@@ -44,14 +44,21 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
         Some('g' | 'G') => (&t[..t.len() - 1], 1024 * 1024 * 1024),
         _ => (t, 1),
     };
-    let n: u64 = digits.trim().parse().map_err(|_| format!("{s:?} is not a size like 512K, 1M or 4096"))?;
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 512K, 1M or 4096"))?;
     u32::try_from(n * mult).map_err(|_| format!("{s} is too large"))
 }
 
 pub fn run(global: &Global, args: Args) -> Result<i32> {
     let opts = InitOptions {
         cipher: Cipher::from_name(&args.cipher)?,
-        chunker: ChunkerParams { min: args.chunk_min, avg: args.chunk_avg, max: args.chunk_max },
+        chunker: ChunkerParams {
+            min: args.chunk_min,
+            avg: args.chunk_avg,
+            max: args.chunk_max,
+        },
         compression: args.compression,
         pack_size: args.pack_size,
         kdf: args.kdf.params(),
@@ -74,7 +81,10 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
             "recovery_key": recovery.as_deref().map(String::as_str),
         }))?;
     } else if !global.quiet {
-        println!("created coffer repository {id} at {}", repo.store().description());
+        println!(
+            "created coffer repository {id} at {}",
+            repo.store().description()
+        );
         println!(
             "cipher {}, chunks {} / {} / {}, zstd level {}",
             opts.cipher.name(),
@@ -83,11 +93,16 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
             human_bytes(opts.chunker.max.into()),
             opts.compression
         );
-        println!("Keep the passphrase safe: without it the data cannot be read by anyone, including us.");
+        println!(
+            "Keep the passphrase safe: without it the data cannot be read by anyone, including us."
+        );
     }
     if let (Some(key), false) = (&recovery, global.json) {
         // Shown even with --quiet: it is printed exactly once and cannot be recovered later.
-        println!("\nRECOVERY KEY (shown once; store it offline, it opens the repository like a passphrase):\n\n    {}\n", key.as_str());
+        println!(
+            "\nRECOVERY KEY (shown once; store it offline, it opens the repository like a passphrase):\n\n    {}\n",
+            key.as_str()
+        );
     }
     Ok(super::EXIT_OK)
 }

@@ -63,10 +63,20 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
                     .collect();
                 global.print_json(&list)?;
             } else if !global.quiet {
-                println!(" {:<8}  {:<10}  {:<19}  {:<16}  User", "ID", "Kind", "Created", "Host");
+                println!(
+                    " {:<8}  {:<10}  {:<19}  {:<16}  User",
+                    "ID", "Kind", "Created", "Host"
+                );
                 for s in &slots {
                     let mark = if s.current { '*' } else { ' ' };
-                    println!("{mark}{:<8}  {:<10}  {:<19}  {:<16}  {}", &s.id[..8], s.kind, human_time(s.created_ns), s.host, s.user);
+                    println!(
+                        "{mark}{:<8}  {:<10}  {:<19}  {:<16}  {}",
+                        &s.id[..8],
+                        s.kind,
+                        human_time(s.created_ns),
+                        s.host,
+                        s.user
+                    );
                 }
             }
         }

@@ -22,7 +22,11 @@ pub struct Args {
 pub fn run(global: &Global, args: Args) -> Result<i32> {
     let repo = global.open()?;
     let (_, snap) = repo.find_snapshot(&args.snapshot)?;
-    let prefix = args.path.as_deref().map(|p| p.trim_end_matches('/').to_string()).unwrap_or_default();
+    let prefix = args
+        .path
+        .as_deref()
+        .map(|p| p.trim_end_matches('/').to_string())
+        .unwrap_or_default();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut json = Vec::new();
     let mut found = prefix.is_empty();
@@ -51,7 +55,10 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
                 node.size,
                 human_time(node.mtime.sec * 1_000_000_000 + i64::from(node.mtime.nsec)),
                 path,
-                node.target.as_deref().map(|t| format!(" -> {}", String::from_utf8_lossy(t))).unwrap_or_default()
+                node.target
+                    .as_deref()
+                    .map(|t| format!(" -> {}", String::from_utf8_lossy(t)))
+                    .unwrap_or_default()
             )?;
         } else if !global.quiet {
             writeln!(out, "{path}")?;
@@ -82,7 +89,9 @@ fn walk(
     for node in repo.load_tree(tree)?.nodes {
         let path = format!("{dir}/{}", String::from_utf8_lossy(&node.name));
         visit(&path, &node)?;
-        let relevant = prefix.is_empty() || prefix.starts_with(&format!("{path}/")) || path.starts_with(prefix);
+        let relevant = prefix.is_empty()
+            || prefix.starts_with(&format!("{path}/"))
+            || path.starts_with(prefix);
         if let (NodeKind::Dir, Some(sub), true) = (node.kind, node.subtree, relevant) {
             walk(repo, &sub, &path, prefix, visit)?;
         }
@@ -108,7 +117,11 @@ fn mode_string(mode: u32) -> String {
         s.push(if mode & (1 << (8 - i)) != 0 { c } else { '-' });
     }
     let mut b: Vec<char> = s.chars().collect();
-    for (bit, at, lower, upper) in [(0o4000, 2, 's', 'S'), (0o2000, 5, 's', 'S'), (0o1000, 8, 't', 'T')] {
+    for (bit, at, lower, upper) in [
+        (0o4000, 2, 's', 'S'),
+        (0o2000, 5, 's', 'S'),
+        (0o1000, 8, 't', 'T'),
+    ] {
         if mode & bit != 0 {
             b[at] = if b[at] == 'x' { lower } else { upper };
         }

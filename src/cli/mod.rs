@@ -33,7 +33,11 @@ pub const EXIT_NO_REPO: i32 = 10;
 pub const EXIT_WRONG_PASSWORD: i32 = 12;
 
 #[derive(Parser)]
-#[command(name = "coffer", version, about = "Encrypted, deduplicating backups with keys only you hold")]
+#[command(
+    name = "coffer",
+    version,
+    about = "Encrypted, deduplicating backups with keys only you hold"
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -98,6 +102,7 @@ fn report(global: &Global, err: &anyhow::Error) -> i32 {
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }

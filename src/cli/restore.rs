@@ -27,7 +27,11 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
     let repo = global.open()?;
     let (id, snap) = repo.find_snapshot(&args.snapshot)?;
     let started = Instant::now();
-    let opts = RestoreOptions { target: args.target.clone(), include: args.include, exclude: args.exclude };
+    let opts = RestoreOptions {
+        target: args.target.clone(),
+        include: args.include,
+        exclude: args.exclude,
+    };
     let out = restore(&repo, &snap.tree, &opts)?;
     if global.json {
         global.print_json(&serde_json::json!({ "snapshot_id": id.to_hex(), "target": args.target, "result": out }))?;
@@ -53,9 +57,16 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
     }
     if !out.errors.is_empty() {
         if !global.json {
-            eprintln!("{} file(s) failed verification; run `coffer check --read-data` for details", out.errors.len());
+            eprintln!(
+                "{} file(s) failed verification; run `coffer check --read-data` for details",
+                out.errors.len()
+            );
         }
         return Ok(super::EXIT_INTEGRITY);
     }
-    Ok(if out.warnings.is_empty() { super::EXIT_OK } else { super::EXIT_WARNINGS })
+    Ok(if out.warnings.is_empty() {
+        super::EXIT_OK
+    } else {
+        super::EXIT_WARNINGS
+    })
 }

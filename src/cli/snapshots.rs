@@ -40,7 +40,10 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
     if global.quiet {
         return Ok(super::EXIT_OK);
     }
-    println!("{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  Paths", "ID", "Time", "Host", "Tags", "Size");
+    println!(
+        "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  Paths",
+        "ID", "Time", "Host", "Tags", "Size"
+    );
     println!("{}", "-".repeat(80));
     for (id, s) in &snaps {
         println!(

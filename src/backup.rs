@@ -303,7 +303,13 @@ impl<'r, 'p> Walker<'r, 'p> {
                     }
                 },
                 VirtualEntry::Between(path, sub) => {
-                    let meta = self.lstat(path)?;
+                    let meta = match std::fs::symlink_metadata(path) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            self.warn(format!("{}: cannot back up: {e}", path.display()));
+                            continue;
+                        }
+                    };
                     let mut node = fsmeta::node_from_metadata(name, &meta, &mut self.owners);
                     let old_tree = self.parent_tree(old)?;
                     let children = self.virtual_entries(sub, old_tree.as_ref())?;

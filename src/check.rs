@@ -83,12 +83,19 @@ pub fn check(repo: &mut Repository, opts: CheckOptions) -> Result<CheckReport> {
     report.packs = index.packs().len();
     report.blobs = index.len();
     *repo.index_mut() = index;
-    check_packs_exist(repo, &mut report)?;
-    let bad = if opts.read_data {
-        read_packs(repo, &indexed, &mut report)?
-    } else {
-        HashSet::new()
-    };
+    let damaged_packs = check_packs_exist(repo, &mut report)?;
+    let mut bad: HashSet<BlobId> = indexed
+        .iter()
+        .filter(|p| damaged_packs.contains(&p.id))
+        .flat_map(|p| p.entries.iter().map(|e| e.id))
+        .collect();
+    if opts.read_data {
+        let intact: Vec<&IndexedPack> = indexed
+            .iter()
+            .filter(|p| !damaged_packs.contains(&p.id))
+            .collect();
+        bad.extend(read_packs(repo, &intact, &mut report)?);
+    }
     check_snapshots(repo, &bad, &mut report)?;
     Ok(report)
 }
@@ -110,18 +117,24 @@ fn load_index(repo: &Repository, report: &mut CheckReport) -> Result<Vec<Indexed
     Ok(packs)
 }
 
-fn check_packs_exist(repo: &Repository, report: &mut CheckReport) -> Result<()> {
+/// Compares the index with the stored packs; returns the packs that are missing or resized.
+fn check_packs_exist(repo: &Repository, report: &mut CheckReport) -> Result<HashSet<ObjectId>> {
     let stored: HashMap<String, u64> = repo.store().list("data")?.into_iter().collect();
     let mut expected: Vec<(&ObjectId, &u64)> = repo.index().packs().iter().collect();
     expected.sort();
+    let mut damaged = HashSet::new();
     for (id, size) in expected {
-        match stored.get(&pack_name(id)) {
-            None => report.error(format!("pack {id} is missing from the store")),
-            Some(actual) if actual != size => report.error(format!(
-                "pack {id} has {actual} bytes but the index says {size} (truncated or replaced)"
-            )),
-            Some(_) => {}
-        }
+        let problem = match stored.get(&pack_name(id)) {
+            None => format!("pack {id} is missing from the store"),
+            Some(actual) if actual != size => {
+                format!(
+                    "pack {id} has {actual} bytes but the index says {size} (truncated or replaced)"
+                )
+            }
+            Some(_) => continue,
+        };
+        report.error(problem);
+        damaged.insert(*id);
     }
     let known: HashSet<String> = repo.index().packs().keys().map(pack_name).collect();
     let mut leftovers: Vec<String> = stored
@@ -131,13 +144,13 @@ fn check_packs_exist(repo: &Repository, report: &mut CheckReport) -> Result<()> 
         .collect();
     leftovers.sort();
     report.unreferenced_packs = leftovers;
-    Ok(())
+    Ok(damaged)
 }
 
 /// Downloads and verifies every indexed pack; returns the blobs that failed.
 fn read_packs(
     repo: &Repository,
-    indexed: &[IndexedPack],
+    indexed: &[&IndexedPack],
     report: &mut CheckReport,
 ) -> Result<HashSet<BlobId>> {
     let mut bad = HashSet::new();

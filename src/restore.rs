@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::blob::BlobType;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::filter::PathFilter;
 use crate::fsmeta;
 use crate::id::{BlobId, ObjectId};
@@ -184,23 +184,26 @@ impl Restorer<'_> {
                     self.hardlinks.insert(key, path.to_path_buf());
                 }
             }
-            Err(e) if e.kind() == crate::error::ErrorKind::Corrupt => self.fail(path, &e),
-            Err(e) if e.kind() == crate::error::ErrorKind::Io => self.fail(path, &e),
+            // Damaged or missing repository data spoils this file only; the others go on.
+            // A local write failure (full disk, permissions) stops the restore instead of
+            // producing one error per remaining file.
+            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
+                self.fail(path, &e)
+            }
             Err(e) => return Err(e),
         }
         Ok(())
     }
 
     fn write_content(&mut self, node: &Node, path: &Path) -> Result<()> {
-        let mut file =
-            File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        let mut file = File::create(path).map_err(|e| local_write_error(path, e))?;
         let mut hasher = blake3::Hasher::new();
         let mut written = 0u64;
         for id in &node.content {
             let chunk = self.repo.read_blob(BlobType::Data, id)?;
             hasher.update(&chunk);
             written += chunk.len() as u64;
-            let io = |e| Error::io(format!("writing {}", path.display()), e);
+            let io = |e| local_write_error(path, e);
             if chunk.iter().all(|&b| b == 0) {
                 file.seek(SeekFrom::Current(chunk.len() as i64))
                     .map_err(io)?;
@@ -209,9 +212,8 @@ impl Restorer<'_> {
             }
         }
         file.set_len(written)
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        file.sync_data()
-            .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+            .map_err(|e| local_write_error(path, e))?;
+        file.sync_data().map_err(|e| local_write_error(path, e))?;
         let hash = ObjectId(*hasher.finalize().as_bytes());
         if written != node.size || Some(hash) != node.blake3 {
             return Err(Error::corrupt(format!(
@@ -223,6 +225,19 @@ impl Restorer<'_> {
         }
         Ok(())
     }
+}
+
+/// A failure to write the restored copy; never confused with missing repository data.
+fn local_write_error(path: &Path, e: std::io::Error) -> Error {
+    let hint = if e.raw_os_error() == Some(libc::ENOSPC) {
+        " (the target file system is full)"
+    } else {
+        ""
+    };
+    Error::new(
+        ErrorKind::Io,
+        format!("writing {}: {e}{hint}", path.display()),
+    )
 }
 
 fn make_dir(path: &Path) -> Result<()> {

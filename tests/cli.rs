@@ -492,3 +492,38 @@ fn open_up(dir: &Path) {
         .status()
         .unwrap();
 }
+
+#[test]
+fn full_disk_on_restore_is_a_clear_error() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big"), random_bytes(3 << 20, 4)).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let small = env.path("small");
+    std::fs::create_dir_all(&small).unwrap();
+    if !std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "none"])
+        .arg(&small)
+        .status()
+        .unwrap()
+        .success()
+    {
+        return;
+    }
+    let out = env.run(&["restore", "latest", "--target", small.to_str().unwrap()]);
+    std::process::Command::new("umount")
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("No space left") && stderr.contains("full"),
+        "{stderr}"
+    );
+}

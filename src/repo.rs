@@ -355,21 +355,31 @@ fn unlock_any(
         ));
     }
     let mut unreadable = Vec::new();
+    let total = slots.len();
     for (name, _) in slots {
         let bytes = store.get(&name)?;
-        let opened = keyslot::decode(&bytes).and_then(|slot| {
-            if slot.repo_id != repo_id {
-                return Err(Error::corrupt(format!(
-                    "{name} belongs to another repository"
-                )));
-            }
-            slot.unlock(passphrase)
-        });
+        // A slot is named by its hash, so damage is told apart from a wrong passphrase.
+        let opened = check_name(&name, &bytes)
+            .and_then(|_| keyslot::decode(&bytes))
+            .and_then(|slot| {
+                if slot.repo_id != repo_id {
+                    return Err(Error::corrupt(format!(
+                        "{name} belongs to another repository"
+                    )));
+                }
+                slot.unlock(passphrase)
+            });
         match opened {
             Ok(Some(master)) => return Ok((master, name)),
             Ok(None) => {}
             Err(e) => unreadable.push(e.to_string()),
         }
+    }
+    if unreadable.len() == total {
+        return Err(Error::corrupt(format!(
+            "no key slot of this repository is readable, so it cannot be opened: {}",
+            unreadable.join("; ")
+        )));
     }
     let mut message =
         String::from("wrong passphrase: no key slot of this repository opens with it");

@@ -372,3 +372,60 @@ fn damage_is_detected_and_attributed() {
             .any(|p| p.path.as_deref().is_some_and(|p| p.ends_with("/large.bin")))
     );
 }
+
+/// Flips one byte at several places in every stored object: the damage is always reported,
+/// either when opening the repository or by `check --read-data`, and never by a panic.
+#[test]
+fn a_flipped_byte_anywhere_is_detected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/a"), random_bytes(200_000, 1)).unwrap();
+    std::fs::write(src.join("b"), b"small file").unwrap();
+    let repo_dir = tmp.path().join("repo");
+    let loc = Location::Directory(repo_dir.clone());
+    let mut repo = init(&loc, Cipher::XChaCha20Poly1305);
+    backup(&mut repo, paths_opts(&[&src]), &NoProgress).unwrap();
+    let mut objects = Vec::new();
+    let mut stack = vec![repo_dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p)
+            } else {
+                objects.push(p)
+            }
+        }
+    }
+    for object in objects {
+        let original = std::fs::read(&object).unwrap();
+        for at in [
+            0,
+            original.len() / 3,
+            original.len() / 2,
+            original.len() - 1,
+        ] {
+            let mut damaged = original.clone();
+            damaged[at] ^= 0x01;
+            std::fs::write(&object, &damaged).unwrap();
+            let detected = match reopen(&loc) {
+                Err(e) => !matches!(e.kind(), ErrorKind::WrongPassword),
+                Ok(mut repo) => !check(&mut repo, CheckOptions { read_data: true })
+                    .unwrap()
+                    .is_ok(),
+            };
+            assert!(
+                detected,
+                "flip at {at} in {} went unnoticed",
+                object.display()
+            );
+        }
+        std::fs::write(&object, &original).unwrap();
+    }
+    assert!(
+        check(&mut reopen(&loc).unwrap(), CheckOptions { read_data: true })
+            .unwrap()
+            .is_ok()
+    );
+}

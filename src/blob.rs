@@ -71,12 +71,27 @@ pub fn seal_blob(
     keys.seal(&associated_data(kind, id), &payload)
 }
 
+/// No blob decompresses to more than this (chunks are at most 64 MiB; huge trees fit).
+const MAX_PLAINTEXT: u64 = 1 << 30;
+
+fn decompress(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    zstd::stream::Decoder::new(body)?
+        .take(MAX_PLAINTEXT + 1)
+        .read_to_end(&mut out)?;
+    if out.len() as u64 > MAX_PLAINTEXT {
+        return Err(std::io::Error::other("decompresses beyond 1 GiB"));
+    }
+    Ok(out)
+}
+
 /// Opens a sealed blob, decompresses it and checks that its keyed id is `id`.
 pub fn open_blob(keys: &Keys, kind: BlobType, id: &BlobId, sealed: &[u8]) -> Result<Vec<u8>> {
     let payload = keys.open(&associated_data(kind, id), sealed)?;
     let plain = match payload.split_first() {
         Some((&FLAG_RAW, body)) => body.to_vec(),
-        Some((&FLAG_ZSTD, body)) => zstd::stream::decode_all(body)
+        Some((&FLAG_ZSTD, body)) => decompress(body)
             .map_err(|e| Error::corrupt(format!("blob {}: bad zstd stream: {e}", id.short())))?,
         _ => {
             return Err(Error::corrupt(format!(

@@ -187,14 +187,21 @@ fn read_packs(
             }
         };
         if header != pack.entries {
-            report.error(format!(
-                "pack {}: header does not agree with the index",
-                pack.id
-            ));
+            fail(report, "header does not agree with the index".into());
+            continue;
         }
         for e in &header {
             let sealed = &bytes[e.offset as usize..(e.offset + e.length) as usize];
-            if let Err(err) = open_blob(repo.keys(), e.kind, &e.id, sealed) {
+            let opened = open_blob(repo.keys(), e.kind, &e.id, sealed).and_then(|plain| {
+                if plain.len() == e.raw_length as usize {
+                    Ok(())
+                } else {
+                    Err(crate::Error::corrupt(
+                        "plaintext length differs from the header",
+                    ))
+                }
+            });
+            if let Err(err) = opened {
                 report.error(format!("pack {}: blob {}: {err}", pack.id, e.id.short()));
                 bad.insert(e.id);
             }

@@ -106,6 +106,13 @@ impl Config {
             .chunker
             .validate()
             .map_err(|e| Error::corrupt(format!("config: {e}")))?;
+        if !(0..=22).contains(&config.compression)
+            || !(1 << 20..=1 << 30).contains(&config.pack_size)
+        {
+            return Err(Error::corrupt(
+                "config: compression level or pack size out of range",
+            ));
+        }
         Ok(config)
     }
 }

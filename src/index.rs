@@ -89,9 +89,10 @@ pub fn decode_index(plain: &[u8]) -> Result<Vec<IndexedPack>> {
     let mut r = Reader(plain);
     let version = r.take(1)?[0];
     if version != INDEX_VERSION {
-        return Err(Error::corrupt(format!(
-            "index version {version} is unknown"
-        )));
+        return Err(Error::new(
+            crate::error::ErrorKind::UnsupportedVersion,
+            format!("index version {version} is unknown; upgrade coffer"),
+        ));
     }
     let count = r.u32()? as usize;
     let mut packs = Vec::with_capacity(count.min(plain.len() / 44));

@@ -9,7 +9,8 @@
 //! with the 89 header bytes as associated data of both sealed parts, so KDF parameters cannot
 //! be weakened unnoticed. The wrapped master key is always 72 bytes. The slot's facts (when,
 //! host, user) are sealed with the repository's data key, so any key holder can list them. For a passphrase, KEK = Argon2id(passphrase, salt, m, t, p); for a
-//! recovery key (256 random bits), KEK = BLAKE3 `derive_key` of it, as it needs no stretching.
+//! recovery key (256 random bits), KEK = BLAKE3 `derive_key` of it and the salt: it needs no
+//! stretching.
 
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};

@@ -58,6 +58,9 @@ pub struct Repository {
     index: Index,
 }
 
+/// Snapshots with their ids, oldest first.
+pub type SnapshotList = Vec<(ObjectId, Snapshot)>;
+
 /// Object name of a pack.
 pub fn pack_name(id: &ObjectId) -> String {
     let hex = id.to_hex();
@@ -255,8 +258,17 @@ impl Repository {
         let sealed = self
             .store
             .get_range(&pack_name(&loc.pack), start..start + u64::from(loc.length))?;
-        open_blob(&self.keys, kind, id, &sealed)
-            .map_err(|e| e.context(format!("pack {}", loc.pack.short())))
+        let plain = open_blob(&self.keys, kind, id, &sealed)
+            .map_err(|e| e.context(format!("pack {}", loc.pack.short())))?;
+        if plain.len() != loc.raw_length as usize {
+            return Err(Error::corrupt(format!(
+                "blob {} has {} bytes but the index says {}",
+                id.short(),
+                plain.len(),
+                loc.raw_length
+            )));
+        }
+        Ok(plain)
     }
 
     /// Reads and decodes a tree.
@@ -267,12 +279,26 @@ impl Repository {
 
     /// Every snapshot, oldest first.
     pub fn snapshots(&self) -> Result<Vec<(ObjectId, Snapshot)>> {
+        let (snaps, damaged) = self.readable_snapshots()?;
+        match damaged.into_iter().next() {
+            Some(e) => Err(e.context("a snapshot is unreadable (run `coffer check`)")),
+            None => Ok(snaps),
+        }
+    }
+
+    /// Every readable snapshot, oldest first, and the errors of the unreadable ones.
+    pub fn readable_snapshots(&self) -> Result<(SnapshotList, Vec<Error>)> {
         let mut out = Vec::new();
+        let mut damaged = Vec::new();
         for (name, _) in self.store.list("snapshots")? {
-            out.push(self.load_snapshot(&name)?);
+            match self.load_snapshot(&name) {
+                Ok(s) => out.push(s),
+                Err(e) if e.kind() == ErrorKind::Store => return Err(e),
+                Err(e) => damaged.push(e),
+            }
         }
         out.sort_by_key(|(id, s)| (s.time_ns, *id));
-        Ok(out)
+        Ok((out, damaged))
     }
 
     fn load_snapshot(&self, name: &str) -> Result<(ObjectId, Snapshot)> {

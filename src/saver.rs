@@ -126,7 +126,7 @@ impl<'r> BlobSaver<'r> {
         if let Some((pending, indexed)) = self.uploads.pop_front() {
             match self.repo.store().wait(pending) {
                 Ok(()) => {}
-                // Same name means same bytes: an earlier run already uploaded this pack.
+                // Same name means same bytes (packs are named by their hash): nothing to do.
                 Err(e) if e.kind() == crate::error::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
             }

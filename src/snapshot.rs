@@ -89,10 +89,10 @@ impl Snapshot {
         let s: Snapshot = ciborium::from_reader(body)
             .map_err(|e| Error::corrupt(format!("snapshot does not decode: {e}")))?;
         if s.version != SNAPSHOT_VERSION {
-            return Err(Error::corrupt(format!(
-                "snapshot version {} is unknown",
-                s.version
-            )));
+            return Err(Error::new(
+                crate::error::ErrorKind::UnsupportedVersion,
+                format!("snapshot version {} is unknown; upgrade coffer", s.version),
+            ));
         }
         Ok(s)
     }

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::id::{BlobId, ObjectId, bytes_field};
 
 /// The tree encoding version written into every tree.
@@ -163,10 +163,10 @@ impl Tree {
         let tree: Tree = ciborium::from_reader(bytes)
             .map_err(|e| Error::corrupt(format!("tree does not decode: {e}")))?;
         if tree.version != TREE_VERSION {
-            return Err(Error::corrupt(format!(
-                "tree version {} is unknown",
-                tree.version
-            )));
+            return Err(Error::new(
+                ErrorKind::UnsupportedVersion,
+                format!("tree version {} is unknown; upgrade coffer", tree.version),
+            ));
         }
         for pair in tree.nodes.windows(2) {
             if pair[0].name >= pair[1].name {
@@ -174,8 +174,11 @@ impl Tree {
             }
         }
         for n in &tree.nodes {
-            let bad_name =
-                n.name.is_empty() || n.name.contains(&b'/') || n.name == b"." || n.name == b"..";
+            let bad_name = n.name.is_empty()
+                || n.name.contains(&b'/')
+                || n.name.contains(&0)
+                || n.name == b"."
+                || n.name == b"..";
             if bad_name {
                 return Err(Error::corrupt(format!(
                     "tree holds an unsafe file name {:?}",
@@ -184,6 +187,12 @@ impl Tree {
             }
             if n.kind == NodeKind::Dir && n.subtree.is_none() {
                 return Err(Error::corrupt("directory entry without a subtree"));
+            }
+            if n.kind == NodeKind::Symlink && n.target.is_none() {
+                return Err(Error::corrupt("symlink entry without a target"));
+            }
+            if n.mtime.nsec >= 1_000_000_000 || n.ctime.nsec >= 1_000_000_000 {
+                return Err(Error::corrupt("timestamp with nanoseconds out of range"));
             }
         }
         Ok(tree)

@@ -43,5 +43,6 @@ pub mod saver;
 pub mod snapshot;
 pub mod store;
 pub mod tree;
+pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

@@ -16,7 +16,7 @@ use crate::index::{Index, open_index};
 use crate::keyslot::{self, KdfParams, Passphrase, RecoveryKey, SlotInfo, SlotKind};
 use crate::snapshot::Snapshot;
 use crate::store::Store;
-use crate::tree::Tree;
+use crate::tree::{Node, Tree};
 
 /// Choices fixed at `init`.
 #[derive(Debug, Clone)]
@@ -275,6 +275,34 @@ impl Repository {
     pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
         Tree::decode(&self.read_blob(BlobType::Tree, id)?)
             .map_err(|e| e.context(format!("tree {}", id.short())))
+    }
+
+    /// Visits every entry below the tree `root` depth-first, parents before children, with
+    /// its snapshot path (`/a/b`, raw bytes).
+    pub fn walk(
+        &self,
+        root: &BlobId,
+        visit: &mut dyn FnMut(&[u8], &Node) -> Result<()>,
+    ) -> Result<()> {
+        self.walk_below(root, b"", visit)
+    }
+
+    fn walk_below(
+        &self,
+        tree: &BlobId,
+        dir: &[u8],
+        visit: &mut dyn FnMut(&[u8], &Node) -> Result<()>,
+    ) -> Result<()> {
+        for node in self.load_tree(tree)?.nodes {
+            let mut path = dir.to_vec();
+            path.push(b'/');
+            path.extend_from_slice(&node.name);
+            visit(&path, &node)?;
+            if let Some(sub) = node.subtree {
+                self.walk_below(&sub, &path, visit)?;
+            }
+        }
+        Ok(())
     }
 
     /// Every snapshot, oldest first.

@@ -7,7 +7,7 @@
 //! verification is reported and the restore goes on with the others: the caller gets every
 //! failure, never a silent partial result.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
@@ -31,6 +31,17 @@ pub struct RestoreOptions {
     pub include: Vec<String>,
     /// Skip paths matching these patterns.
     pub exclude: Vec<String>,
+    /// Only restore these snapshot paths (`/a/b`), creating the directories above them.
+    pub only: Option<HashSet<Vec<u8>>>,
+}
+
+/// A file or directory that could not be restored intact.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RestoreFailure {
+    /// Its path in the snapshot.
+    pub path: String,
+    /// What went wrong.
+    pub message: String,
 }
 
 /// What a restore did.
@@ -44,8 +55,8 @@ pub struct RestoreOutcome {
     pub others: u64,
     /// Bytes of file content written and verified.
     pub bytes: u64,
-    /// Files that could not be restored intact: integrity failures.
-    pub errors: Vec<String>,
+    /// Entries that could not be restored intact: integrity failures.
+    pub errors: Vec<RestoreFailure>,
     /// Metadata that could not be applied, entries that could not be created.
     pub warnings: Vec<String>,
 }
@@ -56,6 +67,7 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
         .map_err(|e| Error::io(format!("creating target {}", opts.target.display()), e))?;
     let mut r = Restorer {
         repo,
+        only: opts.only.as_ref(),
         include: PathFilter::new(&opts.include)?,
         exclude: PathFilter::new(&opts.exclude)?,
         as_root: nix::unistd::geteuid().is_root(),
@@ -63,12 +75,14 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
         out: RestoreOutcome::default(),
     };
     let tree = repo.load_tree(root)?;
-    r.dir(&tree.nodes, b"", &opts.target, r.include.is_empty())?;
+    let everything = !r.filtering();
+    r.dir(&tree.nodes, b"", &opts.target, everything)?;
     Ok(r.out)
 }
 
 struct Restorer<'r> {
     repo: &'r Repository,
+    only: Option<&'r HashSet<Vec<u8>>>,
     include: PathFilter,
     exclude: PathFilter,
     as_root: bool,
@@ -77,6 +91,11 @@ struct Restorer<'r> {
 }
 
 impl Restorer<'_> {
+    /// Whether only part of the snapshot is restored.
+    fn filtering(&self) -> bool {
+        !self.include.is_empty() || self.only.is_some()
+    }
+
     /// Restores `nodes` into the existing directory `dir`. `selected` says whether an
     /// ancestor matched the include patterns. Returns whether anything was restored.
     fn dir(&mut self, nodes: &[Node], snap_dir: &[u8], dir: &Path, selected: bool) -> Result<bool> {
@@ -88,12 +107,14 @@ impl Restorer<'_> {
             if self.exclude.matches(&snap_path, &node.name) {
                 continue;
             }
-            let chosen = selected || self.include.matches(&snap_path, &node.name);
+            let chosen = selected
+                || self.include.matches(&snap_path, &node.name)
+                || self.only.is_some_and(|only| only.contains(&snap_path));
             let path = dir.join(OsStr::from_bytes(&node.name));
             if node.kind == NodeKind::Dir {
                 any |= self.subdir(node, &snap_path, &path, chosen)?;
             } else if chosen {
-                self.entry(node, &path)?;
+                self.entry(node, &snap_path, &path)?;
                 any = true;
             }
         }
@@ -107,11 +128,11 @@ impl Restorer<'_> {
         let tree = match self.repo.load_tree(&id) {
             Ok(t) => t,
             Err(e) => {
-                self.fail(path, &e);
+                self.fail(snap_path, &e);
                 return Ok(false);
             }
         };
-        if chosen || !self.include.is_empty() {
+        if chosen || self.filtering() {
             make_dir(path)?;
         }
         let any = self.dir(&tree.nodes, snap_path, path, chosen)?;
@@ -125,18 +146,22 @@ impl Restorer<'_> {
         Ok(chosen || any)
     }
 
-    fn fail(&mut self, path: &Path, e: &Error) {
-        self.out.errors.push(format!("{}: {e}", path.display()));
+    fn fail(&mut self, snap_path: &[u8], e: &Error) {
+        let path = String::from_utf8_lossy(snap_path).into_owned();
+        self.out.errors.push(RestoreFailure {
+            path,
+            message: e.to_string(),
+        });
     }
 
     fn warn_all(&mut self, warnings: Vec<String>) {
         self.out.warnings.extend(warnings);
     }
 
-    fn entry(&mut self, node: &Node, path: &Path) -> Result<()> {
+    fn entry(&mut self, node: &Node, snap_path: &[u8], path: &Path) -> Result<()> {
         remove_existing(path)?;
         match node.kind {
-            NodeKind::File => return self.file(node, path),
+            NodeKind::File => return self.file(node, snap_path, path),
             NodeKind::Symlink => {
                 let target = node
                     .target
@@ -165,7 +190,7 @@ impl Restorer<'_> {
         Ok(())
     }
 
-    fn file(&mut self, node: &Node, path: &Path) -> Result<()> {
+    fn file(&mut self, node: &Node, snap_path: &[u8], path: &Path) -> Result<()> {
         let key = (node.device, node.inode);
         if node.links > 1
             && let Some(first) = self.hardlinks.get(&key)
@@ -188,7 +213,7 @@ impl Restorer<'_> {
             // A local write failure (full disk, permissions) stops the restore instead of
             // producing one error per remaining file.
             Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
-                self.fail(path, &e)
+                self.fail(snap_path, &e)
             }
             Err(e) => return Err(e),
         }

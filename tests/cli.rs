@@ -527,3 +527,23 @@ fn full_disk_on_restore_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn restore_verify_reads_back_from_disk() {
+    let env = Env::new();
+    let src = env.path("src");
+    build_every_case(&src);
+    env.init();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let target = env.path("r");
+    let out = env.json(&[
+        "restore",
+        "latest",
+        "--verify",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(out["verified"], true);
+    assert_eq!(out["verify_failures"].as_array().unwrap().len(), 0);
+    assert!(out["result"]["files"].as_u64().unwrap() > 10);
+}

@@ -23,6 +23,68 @@ use crate::tree::NodeKind;
 pub struct CheckOptions {
     /// Download and verify every pack.
     pub read_data: bool,
+    /// Download and verify only this subset of the packs.
+    pub subset: Option<Subset>,
+}
+
+/// Which packs `check` downloads when not all of them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Subset {
+    /// A random share of the packs, in (0, 1].
+    Fraction(f64),
+    /// Part `n` of `t` (1-based): packs whose id, read as a number, is `n - 1` modulo `t`.
+    /// Running parts 1 to `t` covers every pack exactly once.
+    Part {
+        /// Which part, 1..=t.
+        n: u32,
+        /// How many parts.
+        t: u32,
+    },
+}
+
+impl Subset {
+    /// Parses `5%` or `n/t`.
+    pub fn parse(s: &str) -> crate::Result<Self> {
+        let bad = || crate::Error::invalid(format!("{s:?} is not a subset like 5% or 2/7"));
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p.trim().parse().map_err(|_| bad())?;
+            return if p > 0.0 && p <= 100.0 {
+                Ok(Subset::Fraction(p / 100.0))
+            } else {
+                Err(bad())
+            };
+        }
+        let (n, t) = s.split_once('/').ok_or_else(bad)?;
+        let (n, t): (u32, u32) = (
+            n.trim().parse().map_err(|_| bad())?,
+            t.trim().parse().map_err(|_| bad())?,
+        );
+        if n == 0 || n > t {
+            return Err(bad());
+        }
+        Ok(Subset::Part { n, t })
+    }
+
+    /// The packs of `packs` in this subset.
+    fn select<'a>(&self, packs: Vec<&'a IndexedPack>) -> crate::Result<Vec<&'a IndexedPack>> {
+        let number = |id: &ObjectId| u64::from_le_bytes(id.0[..8].try_into().unwrap_or_default());
+        match *self {
+            Subset::Part { n, t } => Ok(packs
+                .into_iter()
+                .filter(|p| number(&p.id) % u64::from(t) == u64::from(n - 1))
+                .collect()),
+            Subset::Fraction(f) => {
+                let salt: [u8; 32] = crate::clock::random_bytes()?;
+                let want = (f * packs.len() as f64).ceil() as usize;
+                let mut ranked: Vec<(blake3::Hash, &IndexedPack)> = packs
+                    .into_iter()
+                    .map(|p| (blake3::keyed_hash(&salt, &p.id.0), p))
+                    .collect();
+                ranked.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                Ok(ranked.into_iter().take(want).map(|(_, p)| p).collect())
+            }
+        }
+    }
 }
 
 /// One problem found, with what it affects.
@@ -89,11 +151,15 @@ pub fn check(repo: &mut Repository, opts: CheckOptions) -> Result<CheckReport> {
         .filter(|p| damaged_packs.contains(&p.id))
         .flat_map(|p| p.entries.iter().map(|e| e.id))
         .collect();
-    if opts.read_data {
-        let intact: Vec<&IndexedPack> = indexed
+    if opts.read_data || opts.subset.is_some() {
+        let mut seen = HashSet::new();
+        let mut intact: Vec<&IndexedPack> = indexed
             .iter()
-            .filter(|p| !damaged_packs.contains(&p.id))
+            .filter(|p| !damaged_packs.contains(&p.id) && seen.insert(p.id))
             .collect();
+        if let Some(subset) = opts.subset {
+            intact = subset.select(intact)?;
+        }
         bad.extend(read_packs(repo, &intact, &mut report)?);
     }
     check_snapshots(repo, &bad, &mut report)?;
@@ -154,11 +220,7 @@ fn read_packs(
     report: &mut CheckReport,
 ) -> Result<HashSet<BlobId>> {
     let mut bad = HashSet::new();
-    let mut done = HashSet::new();
     for pack in indexed {
-        if !done.insert(pack.id) {
-            continue;
-        }
         report.packs_read += 1;
         let mut fail = |report: &mut CheckReport, msg: String| {
             report.error(format!("pack {}: {msg}", pack.id));
@@ -336,4 +398,60 @@ fn check_snapshots(
     }
     report.trees = walk.memo.len();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packs(n: u8) -> Vec<IndexedPack> {
+        (0..n)
+            .map(|i| IndexedPack {
+                id: ObjectId::of(&[i]),
+                size: 1,
+                entries: vec![],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parts_cover_every_pack_once() {
+        let all = packs(50);
+        let mut seen = Vec::new();
+        for n in 1..=7 {
+            let part = Subset::parse(&format!("{n}/7"))
+                .unwrap()
+                .select(all.iter().collect())
+                .unwrap();
+            seen.extend(part.into_iter().map(|p| p.id));
+        }
+        seen.sort();
+        let mut ids: Vec<ObjectId> = all.iter().map(|p| p.id).collect();
+        ids.sort();
+        assert_eq!(seen, ids);
+    }
+
+    #[test]
+    fn fraction_and_parse() {
+        let all = packs(40);
+        assert_eq!(
+            Subset::parse("5%")
+                .unwrap()
+                .select(all.iter().collect())
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            Subset::parse("100%")
+                .unwrap()
+                .select(all.iter().collect())
+                .unwrap()
+                .len(),
+            40
+        );
+        for bad in ["0%", "101%", "0/3", "4/3", "x", "1/"] {
+            assert!(Subset::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

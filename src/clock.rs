@@ -29,6 +29,16 @@ pub fn set_fixed_now(ns: Option<i64>) {
     FIXED_NOW.with(|c| c.set(ns));
 }
 
+/// A time in ns since the epoch as RFC 3339 in UTC (`1969-12-31T23:59:59.000000000Z`).
+pub fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
+    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+    .unwrap_or_else(|| ns.to_string())
+}
+
 /// `N` bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut buf = [0u8; N];

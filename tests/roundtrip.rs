@@ -297,9 +297,15 @@ fn damage_is_detected_and_attributed() {
         .unwrap()
         .id;
     assert!(
-        check(&mut repo, CheckOptions { read_data: true })
-            .unwrap()
-            .is_ok()
+        check(
+            &mut repo,
+            CheckOptions {
+                read_data: true,
+                ..Default::default()
+            }
+        )
+        .unwrap()
+        .is_ok()
     );
 
     // Flip one byte in the pack holding large.bin's first chunk.
@@ -329,7 +335,14 @@ fn damage_is_detected_and_attributed() {
     let mut repo = reopen(&loc).unwrap();
     let quick = check(&mut repo, CheckOptions::default()).unwrap();
     assert!(quick.is_ok(), "structure is intact: {:?}", quick.errors);
-    let deep = check(&mut repo, CheckOptions { read_data: true }).unwrap();
+    let deep = check(
+        &mut repo,
+        CheckOptions {
+            read_data: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(!deep.is_ok());
     let hit = deep
         .errors
@@ -411,9 +424,15 @@ fn a_flipped_byte_anywhere_is_detected() {
             std::fs::write(&object, &damaged).unwrap();
             let detected = match reopen(&loc) {
                 Err(e) => !matches!(e.kind(), ErrorKind::WrongPassword),
-                Ok(mut repo) => !check(&mut repo, CheckOptions { read_data: true })
-                    .unwrap()
-                    .is_ok(),
+                Ok(mut repo) => !check(
+                    &mut repo,
+                    CheckOptions {
+                        read_data: true,
+                        ..Default::default()
+                    },
+                )
+                .unwrap()
+                .is_ok(),
             };
             assert!(
                 detected,
@@ -424,8 +443,14 @@ fn a_flipped_byte_anywhere_is_detected() {
         std::fs::write(&object, &original).unwrap();
     }
     assert!(
-        check(&mut reopen(&loc).unwrap(), CheckOptions { read_data: true })
-            .unwrap()
-            .is_ok()
+        check(
+            &mut reopen(&loc).unwrap(),
+            CheckOptions {
+                read_data: true,
+                ..Default::default()
+            }
+        )
+        .unwrap()
+        .is_ok()
     );
 }

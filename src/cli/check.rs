@@ -1,7 +1,7 @@
 //! `coffer check`: verify the repository's structure, and with `--read-data` every blob.
 
 use anyhow::Result;
-use coffer::check::{CheckOptions, check};
+use coffer::check::{CheckOptions, Subset, check};
 use coffer::repo::Repository;
 use coffer::store::Store;
 
@@ -12,15 +12,25 @@ pub struct Args {
     /// Also download, decrypt and verify every blob
     #[arg(long)]
     read_data: bool,
+    /// Download and verify only a subset of the packs: a random share like 5%, or part n/t
+    /// (running 1/t to t/t in turn covers everything)
+    #[arg(long, value_name = "5%|n/t", conflicts_with = "read_data")]
+    read_data_subset: Option<String>,
 }
 
 pub fn run(global: &Global, args: Args) -> Result<i32> {
     let store = Store::open(&global.location()?, false)?;
     let mut repo = Repository::open_unindexed(store, &global.passphrase(false)?)?;
+    let subset = args
+        .read_data_subset
+        .as_deref()
+        .map(Subset::parse)
+        .transpose()?;
     let report = check(
         &mut repo,
         CheckOptions {
             read_data: args.read_data,
+            subset,
         },
     )?;
     if global.json {
@@ -42,7 +52,7 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
                 report.blobs,
                 report.snapshots,
                 report.trees,
-                if args.read_data {
+                if args.read_data || subset.is_some() {
                     format!("; read and verified {} pack(s)", report.packs_read)
                 } else {
                     String::new()

@@ -188,12 +188,7 @@ pub fn human_time(ns: i64) -> String {
 
 /// A time in ns since the epoch as RFC 3339 (UTC), for JSON.
 pub fn rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    )
-    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
-    .unwrap_or_else(|| ns.to_string())
+    coffer::clock::rfc3339(ns)
 }
 
 #[cfg(test)]

@@ -1,15 +1,18 @@
 //! Command-line front end: one file per subcommand, plus shared helpers in `common`.
 //!
 //! Exit codes (documented in the README): 0 success, 1 error, 2 usage error, 3 completed
-//! with warnings, 4 integrity failure, 10 no repository, 12 wrong passphrase, 130 interrupted.
+//! with warnings, 4 integrity failure (and a failed drill), 5 a drill met its checks but missed
+//! a recovery objective, 10 no repository, 12 wrong passphrase, 130 interrupted.
 //! A broken pipe (`coffer ls | head`) exits 0.
 
 mod backup;
 mod check;
 mod common;
+mod drill;
 mod init;
 mod key;
 mod ls;
+mod report;
 mod restore;
 mod snapshots;
 
@@ -27,6 +30,8 @@ pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_WARNINGS: i32 = 3;
 /// Exit code: data failed verification (check or restore).
 pub const EXIT_INTEGRITY: i32 = 4;
+/// Exit code: a drill verified everything but missed a recovery objective.
+pub const EXIT_OBJECTIVE_MISSED: i32 = 5;
 /// Exit code: no repository at the given location.
 pub const EXIT_NO_REPO: i32 = 10;
 /// Exit code: wrong passphrase.
@@ -61,6 +66,10 @@ enum Command {
     Check(check::Args),
     /// Manage key slots: list, add, remove, passwd
     Key(key::Args),
+    /// Run a restore drill and record its report; `drill history` lists past drills
+    Drill(drill::Args),
+    /// Render a stored report
+    Report(report::Args),
 }
 
 /// Parses argv, runs the command and returns the process exit code.
@@ -74,6 +83,8 @@ pub fn run() -> i32 {
         Command::Restore(a) => restore::run(&cli.global, a),
         Command::Check(a) => check::run(&cli.global, a),
         Command::Key(a) => key::run(&cli.global, a),
+        Command::Drill(a) => drill::run(&cli.global, a),
+        Command::Report(a) => report::run(&cli.global, a),
     };
     match result {
         Ok(code) => code,

@@ -278,7 +278,15 @@ fn charts(history: &[StoredReport]) -> String {
     if history.is_empty() {
         return "<div class=\"card\"><p>No earlier drills.</p></div>".into();
     }
-    let label = |r: &StoredReport| r.report.started.get(..10).unwrap_or("").to_string();
+    // "MM-DD HH:MM" from the RFC 3339 start time.
+    let label = |r: &StoredReport| {
+        let s = &r.report.started;
+        format!(
+            "{} {}",
+            s.get(5..10).unwrap_or(""),
+            s.get(11..16).unwrap_or("")
+        )
+    };
     let durations: Vec<(String, f64, &str)> = history
         .iter()
         .map(|r| {
@@ -299,79 +307,117 @@ fn charts(history: &[StoredReport]) -> String {
             )
         })
         .collect();
-    let outcomes: Vec<(String, f64, &str)> = history
-        .iter()
-        .map(|r| (label(r), 1.0, verdict_color(r.report.verdict)))
-        .collect();
     format!(
         "<div class=\"charts\"><div class=\"card\">{}</div><div class=\"card\">{}</div><div class=\"card\">{}</div></div>",
-        bar_chart("Drill duration (seconds)", &durations, 1),
-        bar_chart("Restore throughput (MiB/s)", &throughput, 1),
-        bar_chart(
-            "Outcome of each drill (green pass, amber objective missed, red fail)",
-            &outcomes,
-            0
-        ),
+        bar_chart("Drill duration (seconds)", &durations),
+        bar_chart("Restore throughput (MiB/s)", &throughput),
+        outcome_strip(history, &label),
     )
 }
 
-/// An SVG bar chart; `decimals` 0 hides the value axis (used for the outcome strip).
-fn bar_chart(title: &str, bars: &[(String, f64, &str)], decimals: usize) -> String {
-    let (w, h, left, bottom, top) = (440.0, 200.0, 48.0, 34.0, 28.0);
+/// Two significant digits, for axis labels.
+fn axis(v: f64) -> String {
+    if v >= 10.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// An SVG bar chart of `(label, value, color)`.
+fn bar_chart(title: &str, bars: &[(String, f64, &str)]) -> String {
+    let (w, h, left, bottom, top) = (440.0, 200.0, 44.0, 34.0, 28.0);
     let max = bars.iter().map(|b| b.1).fold(0.0f64, f64::max).max(1e-9);
-    let n = bars.len().max(1) as f64;
-    let slot = (w - left - 8.0) / n;
+    let slot = (w - left - 8.0) / bars.len().max(1) as f64;
     let bar_w = (slot * 0.7).min(40.0);
+    let base = h - bottom;
     let mut svg = format!(
         "<svg viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\" aria-label=\"{t}\"><text x=\"0\" y=\"16\" font-size=\"13\" font-weight=\"600\">{t}</text>",
         t = esc(title)
     );
-    let base = h - bottom;
     let _ = write!(
         svg,
         "<line x1=\"{left}\" y1=\"{base}\" x2=\"{}\" y2=\"{base}\" stroke=\"#8c959f\"/>",
         w - 4.0
     );
-    if decimals > 0 {
+    let _ = write!(
+        svg,
+        "<line x1=\"{left}\" y1=\"{top}\" x2=\"{}\" y2=\"{top}\" stroke=\"#eaeef2\" stroke-dasharray=\"3 3\"/>",
+        w - 4.0
+    );
+    for (y, v) in [(top + 4.0, axis(max)), (base, "0".to_string())] {
         let _ = write!(
             svg,
-            "<text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"end\" fill=\"#59636e\">{:.*}</text>",
-            left - 4.0,
-            top + 4.0,
-            decimals,
-            max
-        );
-        let _ = write!(
-            svg,
-            "<text x=\"{}\" y=\"{base}\" font-size=\"10\" text-anchor=\"end\" fill=\"#59636e\">0</text>",
+            "<text x=\"{}\" y=\"{y}\" font-size=\"10\" text-anchor=\"end\" fill=\"#59636e\">{v}</text>",
             left - 4.0
         );
     }
-    let every = (bars.len() / 8).max(1);
+    let every = (bars.len() / 6).max(1);
     for (i, (label, value, color)) in bars.iter().enumerate() {
         let x = left + slot * i as f64 + (slot - bar_w) / 2.0;
-        let bh = if decimals == 0 {
-            24.0
-        } else {
-            (value / max) * (base - top)
-        };
-        let y = if decimals == 0 {
-            base - 40.0
-        } else {
-            base - bh
-        };
+        let bh = (value / max) * (base - top);
         let _ = write!(
             svg,
-            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{bar_w:.1}\" height=\"{bh:.1}\" rx=\"3\" fill=\"{color}\"><title>{} — {value:.2}</title></rect>",
+            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{bar_w:.1}\" height=\"{bh:.1}\" rx=\"3\" fill=\"{color}\"><title>{} — {value:.3}</title></rect>",
+            base - bh,
             esc(label)
         );
         if i % every == 0 {
             let _ = write!(
                 svg,
-                "<text x=\"{:.1}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#59636e\">{}</text>",
+                "<text x=\"{:.1}\" y=\"{}\" font-size=\"9\" text-anchor=\"middle\" fill=\"#59636e\">{}</text>",
                 x + bar_w / 2.0,
                 base + 14.0,
                 esc(label)
+            );
+        }
+    }
+    svg + "</svg>"
+}
+
+/// A strip of coloured squares, one per drill, with a legend.
+fn outcome_strip(history: &[StoredReport], label: &dyn Fn(&StoredReport) -> String) -> String {
+    let (w, h, cell) = (900.0, 92.0, 26.0);
+    let step = ((w - 20.0) / history.len().max(1) as f64).min(40.0);
+    let mut svg = format!(
+        "<svg viewBox=\"0 0 {w} {h}\" width=\"100%\" role=\"img\" aria-label=\"Outcome of each drill\"><text x=\"0\" y=\"16\" font-size=\"13\" font-weight=\"600\">Outcome of each drill</text>"
+    );
+    for (i, (text, v)) in [
+        ("pass", Verdict::Pass),
+        ("objective missed", Verdict::ObjectiveMissed),
+        ("fail", Verdict::Fail),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let x = 520.0 + i as f64 * 130.0;
+        let _ = write!(
+            svg,
+            "<rect x=\"{x}\" y=\"6\" width=\"12\" height=\"12\" rx=\"2\" fill=\"{}\"/><text x=\"{}\" y=\"16\" font-size=\"11\" fill=\"#59636e\">{text}</text>",
+            verdict_color(*v),
+            x + 16.0
+        );
+    }
+    // One label per 70 units, so they never overlap.
+    let every = (70.0 / step).ceil().max(1.0) as usize;
+    for (i, r) in history.iter().enumerate() {
+        let x = 10.0 + i as f64 * step;
+        let _ = write!(
+            svg,
+            "<rect x=\"{x:.1}\" y=\"30\" width=\"{:.1}\" height=\"{cell}\" rx=\"3\" fill=\"{}\"><title>{} — {}</title></rect>",
+            (step - 4.0).min(cell),
+            verdict_color(r.report.verdict),
+            esc(&r.report.started),
+            verdict_text(r.report.verdict)
+        );
+        if i % every == 0 {
+            let _ = write!(
+                svg,
+                "<text x=\"{:.1}\" y=\"76\" font-size=\"9\" fill=\"#59636e\">{}</text>",
+                x,
+                esc(&label(r))
             );
         }
     }

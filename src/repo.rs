@@ -374,7 +374,7 @@ impl Repository {
         let sealed = snap.seal(&self.keys)?;
         let id = ObjectId::of(&sealed);
         self.store
-            .put_new(&format!("snapshots/{id}"), Bytes::from(sealed))?;
+            .put_object(&format!("snapshots/{id}"), Bytes::from(sealed))?;
         Ok(id)
     }
 }
@@ -393,7 +393,7 @@ pub(crate) fn check_name(name: &str, bytes: &[u8]) -> Result<ObjectId> {
 
 pub(crate) fn save_slot(store: &Store, slot: Vec<u8>) -> Result<String> {
     let name = format!("keys/{}", ObjectId::of(&slot));
-    store.put_new(&name, Bytes::from(slot))?;
+    store.put_object(&name, Bytes::from(slot))?;
     Ok(name)
 }
 

@@ -151,7 +151,7 @@ pub fn save(repo: &Repository, report: &DrillReport) -> Result<StoredReport> {
     let sealed = repo.keys().seal(REPORT_AD, &json)?;
     let id = ObjectId::of(&sealed);
     repo.store()
-        .put_new(&format!("reports/{id}"), Bytes::from(sealed))?;
+        .put_object(&format!("reports/{id}"), Bytes::from(sealed))?;
     Ok(stored(repo, id, &json, report.clone()))
 }
 

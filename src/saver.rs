@@ -124,12 +124,7 @@ impl<'r> BlobSaver<'r> {
 
     fn wait_oldest(&mut self) -> Result<()> {
         if let Some((pending, indexed)) = self.uploads.pop_front() {
-            match self.repo.store().wait(pending) {
-                Ok(()) => {}
-                // Same name means same bytes (packs are named by their hash): nothing to do.
-                Err(e) if e.kind() == crate::error::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
+            self.repo.store().wait(pending)?;
             self.uploaded.push(indexed);
         }
         Ok(())
@@ -142,7 +137,7 @@ impl<'r> BlobSaver<'r> {
         let sealed = seal_index(self.repo.keys(), &self.uploaded)?;
         self.stats.bytes += sealed.len() as u64;
         let name = format!("index/{}", ObjectId::of(&sealed));
-        self.repo.store().put_new(&name, Bytes::from(sealed))?;
+        self.repo.store().put_object(&name, Bytes::from(sealed))?;
         self.written.append(&mut self.uploaded);
         Ok(())
     }

@@ -3,7 +3,6 @@
 use anyhow::Result;
 use coffer::check::{CheckOptions, Subset, check};
 use coffer::repo::Repository;
-use coffer::store::Store;
 
 use super::common::Global;
 
@@ -19,7 +18,7 @@ pub struct Args {
 }
 
 pub fn run(global: &Global, args: Args) -> Result<i32> {
-    let store = Store::open(&global.location()?, false)?;
+    let store = global.store(false)?;
     let mut repo = Repository::open_unindexed(store, &global.passphrase(false)?)?;
     let subset = args
         .read_data_subset

@@ -4,12 +4,13 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use coffer::keyslot::{KdfParams, Passphrase};
 use coffer::repo::Repository;
-use coffer::store::{Location, Store};
+use coffer::store::{FaultPlan, Location, RetryPolicy, Store, StoreOptions};
 
 /// Options accepted by every subcommand.
 #[derive(Args)]
@@ -35,6 +36,21 @@ pub struct Global {
     /// Print nothing but errors
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Retries of a failed storage request (exponential back-off with jitter)
+    #[arg(long, global = true, default_value_t = 8, env = "COFFER_RETRIES")]
+    pub retries: u32,
+    /// Time-out of one storage request, in seconds
+    #[arg(long, global = true, default_value_t = 120, env = "COFFER_TIMEOUT")]
+    pub timeout: u64,
+    /// Most storage requests in flight at once
+    #[arg(long, global = true, default_value_t = 8, env = "COFFER_MAX_REQUESTS")]
+    pub max_requests: usize,
+    /// Upload limit in KiB/s
+    #[arg(long, global = true, env = "COFFER_LIMIT_UPLOAD")]
+    pub limit_upload: Option<u64>,
+    /// Download limit in KiB/s
+    #[arg(long, global = true, env = "COFFER_LIMIT_DOWNLOAD")]
+    pub limit_download: Option<u64>,
 }
 
 /// Argon2id cost options for commands that make a passphrase slot.
@@ -85,9 +101,29 @@ impl Global {
         prompt("Enter passphrase for repository: ", confirm)
     }
 
+    /// The store, with retries, limits and (for tests, from `COFFER_FAULTS`) injected faults.
+    pub fn store(&self, create: bool) -> Result<Store> {
+        let faults = match std::env::var("COFFER_FAULTS") {
+            Ok(spec) if !spec.is_empty() => Some(FaultPlan::parse(&spec)?),
+            _ => None,
+        };
+        let opts = StoreOptions {
+            retry: RetryPolicy {
+                retries: self.retries,
+                timeout: Duration::from_secs(self.timeout.max(1)),
+                ..Default::default()
+            },
+            max_requests: self.max_requests,
+            upload_rate: self.limit_upload.map(|k| k * 1024),
+            download_rate: self.limit_download.map(|k| k * 1024),
+            faults,
+        };
+        Ok(Store::open_with(&self.location()?, create, &opts)?)
+    }
+
     /// Opens the repository, loading its index.
     pub fn open(&self) -> Result<Repository> {
-        let store = Store::open(&self.location()?, false)?;
+        let store = self.store(false)?;
         let pass = self.passphrase(false)?;
         Ok(Repository::open(store, &pass)?)
     }

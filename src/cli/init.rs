@@ -4,7 +4,6 @@ use anyhow::Result;
 use coffer::chunker::ChunkerParams;
 use coffer::crypto::Cipher;
 use coffer::repo::{InitOptions, Repository};
-use coffer::store::Store;
 
 use super::common::{Global, KdfArgs, human_bytes};
 
@@ -66,9 +65,8 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
     };
     opts.chunker.validate()?;
     opts.kdf.validate()?;
-    let location = global.location()?;
     let pass = global.passphrase(true)?;
-    let store = Store::open(&location, true)?;
+    let store = global.store(true)?;
     let (repo, recovery) = Repository::init(store, &pass, &opts)?;
     let id = hex::encode(&repo.config().repo_id[..4]);
     let recovery = recovery.map(|k| k.display_string());

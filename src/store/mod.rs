@@ -3,8 +3,17 @@
 //! `object_store` is the only storage abstraction. This module turns a repository URL into a
 //! store (a plain path or `file://` for a local directory, `memory://NAME` for tests), owns the
 //! small tokio runtime that drives it, and offers the handful of blocking operations the
-//! engine needs. Wrappers (retries, limits, fault injection) are composed in [`Store::open`].
-//! It knows object names, never their contents.
+//! engine needs. Wrappers (fault injection, a bound on concurrent requests, bandwidth limits,
+//! retries with time-outs) are composed in one place, [`compose`]. It knows object names,
+//! never their contents.
+
+mod fault;
+mod retry;
+mod throttle;
+
+pub use fault::{FaultPlan, FaultStore};
+pub use retry::{RetryPolicy, RetryStore, is_transient};
+pub use throttle::ThrottleStore;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -59,6 +68,54 @@ fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
     STORES.get_or_init(Default::default)
 }
 
+/// How requests to the store are shaped.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Retries and time-outs.
+    pub retry: RetryPolicy,
+    /// Most requests in flight at once.
+    pub max_requests: usize,
+    /// Upload limit in bytes per second.
+    pub upload_rate: Option<u64>,
+    /// Download limit in bytes per second.
+    pub download_rate: Option<u64>,
+    /// Faults to inject (tests).
+    pub faults: Option<FaultPlan>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            retry: RetryPolicy::default(),
+            max_requests: 8,
+            upload_rate: None,
+            download_rate: None,
+            faults: None,
+        }
+    }
+}
+
+/// Wraps a store, innermost first: faults (they stand for the network), the request limit,
+/// bandwidth limits, then retries with time-outs around everything.
+pub fn compose(base: Arc<dyn ObjectStore>, opts: &StoreOptions) -> Arc<dyn ObjectStore> {
+    let mut store = base;
+    if let Some(plan) = opts.faults {
+        store = Arc::new(FaultStore::new(store, plan));
+    }
+    store = Arc::new(object_store::limit::LimitStore::new(
+        store,
+        opts.max_requests.max(1),
+    ));
+    if opts.upload_rate.is_some() || opts.download_rate.is_some() {
+        store = Arc::new(ThrottleStore::new(
+            store,
+            opts.upload_rate,
+            opts.download_rate,
+        ));
+    }
+    Arc::new(RetryStore::new(store, opts.retry))
+}
+
 /// A blocking handle on an object store.
 #[derive(Clone)]
 pub struct Store {
@@ -71,8 +128,14 @@ pub struct Store {
 pub struct PendingPut(JoinHandle<Result<()>>);
 
 impl Store {
-    /// Opens the store at `location`. With `create`, a missing directory is created.
+    /// Opens the store at `location` with default options. With `create`, a missing
+    /// directory is created.
     pub fn open(location: &Location, create: bool) -> Result<Store> {
+        Self::open_with(location, create, &StoreOptions::default())
+    }
+
+    /// Opens the store at `location` with `opts`.
+    pub fn open_with(location: &Location, create: bool, opts: &StoreOptions) -> Result<Store> {
         let (inner, description): (Arc<dyn ObjectStore>, String) = match location {
             Location::Memory(name) => {
                 let mut stores = memory_stores()
@@ -95,7 +158,7 @@ impl Store {
             .build()
             .map_err(|e| Error::io("starting the storage runtime", e))?;
         Ok(Store {
-            inner,
+            inner: compose(inner, opts),
             runtime: Arc::new(runtime),
             description,
         })
@@ -136,11 +199,18 @@ impl Store {
             .block_on(put_create(self.inner.clone(), name.to_string(), bytes))
     }
 
+    /// Writes a content-addressed object (named by the hash of `bytes`). If it exists, it
+    /// holds these very bytes, so that is success.
+    pub fn put_object(&self, name: &str, bytes: Bytes) -> Result<()> {
+        self.runtime
+            .block_on(put_content(self.inner.clone(), name.to_string(), bytes))
+    }
+
     /// Starts writing a content-addressed object in the background.
     pub fn put_background(&self, name: String, bytes: Bytes) -> PendingPut {
         PendingPut(
             self.runtime
-                .spawn(put_create(self.inner.clone(), name, bytes)),
+                .spawn(put_content(self.inner.clone(), name, bytes)),
         )
     }
 
@@ -196,6 +266,13 @@ async fn put_create(store: Arc<dyn ObjectStore>, name: String, bytes: Bytes) -> 
             format!("{name} already exists"),
         )),
         Err(e) => Err(Error::from(e).context(format!("writing {name}"))),
+    }
+}
+
+async fn put_content(store: Arc<dyn ObjectStore>, name: String, bytes: Bytes) -> Result<()> {
+    match put_create(store, name, bytes).await {
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        other => other,
     }
 }
 

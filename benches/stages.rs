@@ -1,0 +1,130 @@
+//! Throughput of each backup stage on its own: chunking, chunk ids, compression and sealing.
+//!
+//! `cargo bench --bench stages` (add `-- --quick` for a rough pass, or a filter such as
+//! `-- seal`). Numbers are bytes of plaintext in per second.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use coffer::blob::{BlobType, seal_blob};
+use coffer::chunker::{ChunkStream, Chunker, ChunkerParams};
+use coffer::crypto::{Cipher, Keys, SecretKey};
+use coffer::id::BlobId;
+use criterion::{
+    BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+    measurement::WallTime,
+};
+
+mod common;
+use common::{compressible, pseudo_random};
+
+const MIB: usize = 1024 * 1024;
+
+fn keys(cipher: Cipher) -> Keys {
+    Keys::derive(&SecretKey::from_bytes([7; 32]), cipher)
+}
+
+/// Small, quick settings: every stage is steady after a few iterations.
+fn configure(group: &mut BenchmarkGroup<'_, WallTime>, bytes: usize) {
+    group
+        .throughput(Throughput::Bytes(bytes as u64))
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+}
+
+fn chunking(c: &mut Criterion) {
+    let keys = keys(Cipher::Aes256Gcm);
+    let chunker = Chunker::new(ChunkerParams::default(), &keys.chunker_seed());
+    let mut group = c.benchmark_group("chunking");
+    configure(&mut group, 64 * MIB);
+    group.sample_size(10).sampling_mode(SamplingMode::Flat);
+    for (name, data) in [
+        ("random_64MiB", pseudo_random(64 * MIB, 1)),
+        ("compressible_64MiB", compressible(64 * MIB, 1)),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut stream = ChunkStream::new(&chunker, &data[..]);
+                let mut chunks = 0usize;
+                while let Some(chunk) = stream.next_chunk().expect("reading a slice") {
+                    black_box(chunk);
+                    chunks += 1;
+                }
+                chunks
+            })
+        });
+    }
+
+    // Real trees hold many small files: one ChunkStream per file shows the per-file cost.
+    let small: Vec<Vec<u8>> = (0..512).map(|i| pseudo_random(8 * 1024, i)).collect();
+    group.throughput(Throughput::Bytes(512 * 8 * 1024));
+    group.bench_function("small_files_512x8KiB", |b| {
+        b.iter(|| {
+            let mut chunks = 0usize;
+            for file in &small {
+                let mut stream = ChunkStream::new(&chunker, &file[..]);
+                while let Some(chunk) = stream.next_chunk().expect("reading a slice") {
+                    black_box(chunk);
+                    chunks += 1;
+                }
+            }
+            chunks
+        })
+    });
+    group.finish();
+}
+
+fn hashing(c: &mut Criterion) {
+    let keys = keys(Cipher::Aes256Gcm);
+    let data = pseudo_random(MIB, 2);
+    let mut group = c.benchmark_group("hash_1MiB");
+    configure(&mut group, MIB);
+    group.bench_function("keyed_blob_id", |b| {
+        b.iter(|| keys.blob_id(black_box(&data)))
+    });
+    group.bench_function("blake3_plain", |b| {
+        b.iter(|| blake3::hash(black_box(&data)))
+    });
+    group.finish();
+}
+
+fn compression(c: &mut Criterion) {
+    let keys = keys(Cipher::Aes256Gcm);
+    let mut group = c.benchmark_group("seal_blob_1MiB");
+    configure(&mut group, MIB);
+    for (kind, data) in [
+        ("compressible", compressible(MIB, 3)),
+        ("incompressible", pseudo_random(MIB, 3)),
+    ] {
+        let id = BlobId(keys.blob_id(&data));
+        for level in [1, 3] {
+            group.bench_function(format!("zstd{level}_{kind}"), |b| {
+                b.iter(|| {
+                    seal_blob(&keys, BlobType::Data, &id, black_box(&data), level).expect("sealing")
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn sealing(c: &mut Criterion) {
+    let data = pseudo_random(MIB, 4);
+    let mut group = c.benchmark_group("aead_1MiB");
+    configure(&mut group, MIB);
+    for cipher in [Cipher::Aes256Gcm, Cipher::XChaCha20Poly1305] {
+        let keys = keys(cipher);
+        let sealed = keys.seal(b"bench", &data).expect("sealing");
+        group.bench_function(format!("seal_{}", cipher.name()), |b| {
+            b.iter(|| keys.seal(b"bench", black_box(&data)).expect("sealing"))
+        });
+        group.bench_function(format!("open_{}", cipher.name()), |b| {
+            b.iter(|| keys.open(b"bench", black_box(&sealed)).expect("opening"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(stages, chunking, hashing, compression, sealing);
+criterion_main!(stages);

@@ -114,6 +114,8 @@ pub fn backup(
     let (tree, summary, warnings, packs) = {
         let repo_ref: &Repository = repo;
         let mut walker = Walker::new(repo_ref, &opts, progress)?;
+        // Reuse what an interrupted (or concurrent) backup already uploaded.
+        walker.saver.adopt_unindexed_packs()?;
         let parent_root = match &parent {
             Some((_, snap)) => Some(repo_ref.load_tree(&snap.tree)?),
             None => None,
@@ -251,6 +253,8 @@ struct Walker<'r, 'p> {
     repo: &'r Repository,
     saver: BlobSaver<'r>,
     chunker: Chunker,
+    /// The chunker's window, reused from file to file.
+    chunk_buffer: Vec<u8>,
     excludes: PathFilter,
     one_file_system: bool,
     owners: OwnerNames,
@@ -266,6 +270,7 @@ impl<'r, 'p> Walker<'r, 'p> {
             repo,
             saver: BlobSaver::new(repo),
             chunker: Chunker::new(repo.config().chunker, &repo.keys().chunker_seed()),
+            chunk_buffer: Vec::new(),
             excludes: PathFilter::new(&opts.excludes)?,
             one_file_system: opts.one_file_system,
             owners: OwnerNames::default(),
@@ -507,7 +512,8 @@ impl<'r, 'p> Walker<'r, 'p> {
 
     /// Chunks, hashes and saves a stream; returns chunk ids, whole-file BLAKE3 and size.
     fn store_stream(&mut self, reader: impl Read) -> Result<(Vec<BlobId>, ObjectId, u64)> {
-        let mut stream = ChunkStream::new(&self.chunker, reader);
+        let buffer = std::mem::take(&mut self.chunk_buffer);
+        let mut stream = ChunkStream::with_buffer(&self.chunker, reader, buffer);
         let mut hasher = blake3::Hasher::new();
         let mut content = Vec::new();
         let mut size = 0u64;
@@ -517,6 +523,7 @@ impl<'r, 'p> Walker<'r, 'p> {
             self.progress.bytes(chunk.len() as u64);
             content.push(self.saver.save(BlobType::Data, chunk)?);
         }
+        self.chunk_buffer = stream.into_buffer();
         self.summary.bytes_read += size;
         Ok((content, ObjectId(*hasher.finalize().as_bytes()), size))
     }

@@ -120,48 +120,62 @@ impl Chunker {
     }
 }
 
-/// Streams a reader as chunks, holding at most about two maximum chunks in memory.
+/// Streams a reader as chunks through a window of two maximum chunk sizes.
+///
+/// The window buffer is zero-filled once and can be handed from file to file
+/// ([`ChunkStream::with_buffer`], [`ChunkStream::into_buffer`]), so a small file costs no
+/// allocation. Unread bytes move to the front only after more than a maximum chunk has been
+/// consumed, so each byte is moved at most once.
 pub struct ChunkStream<'a, R> {
     chunker: &'a Chunker,
     reader: R,
     buf: Vec<u8>,
     start: usize,
+    end: usize,
     eof: bool,
 }
 
 impl<'a, R: Read> ChunkStream<'a, R> {
     /// Chunks `reader` with `chunker`.
     pub fn new(chunker: &'a Chunker, reader: R) -> Self {
+        Self::with_buffer(chunker, reader, Vec::new())
+    }
+
+    /// Chunks `reader`, reusing `buf` (from [`ChunkStream::into_buffer`]) as the window.
+    pub fn with_buffer(chunker: &'a Chunker, reader: R, mut buf: Vec<u8>) -> Self {
+        let size = 2 * chunker.max_size();
+        if buf.len() < size {
+            buf.resize(size, 0);
+        }
         ChunkStream {
             chunker,
             reader,
-            buf: Vec::new(),
+            buf,
             start: 0,
+            end: 0,
             eof: false,
         }
     }
 
-    /// Reads until the buffer holds a maximum chunk past `start`, or the input ends.
+    /// Gives the window buffer back for the next stream.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+
+    /// Reads until the window holds a maximum chunk past `start`, or the input ends.
     fn fill(&mut self) -> io::Result<()> {
         let want = self.chunker.max_size();
-        if self.start > 0 {
-            self.buf.drain(..self.start);
+        if self.buf.len() - self.start < want {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        while !self.eof && self.buf.len() < want {
-            let len = self.buf.len();
-            self.buf.resize(want.max(len + 64 * 1024), 0);
-            match self.reader.read(&mut self.buf[len..]) {
-                Ok(0) => {
-                    self.buf.truncate(len);
-                    self.eof = true;
-                }
-                Ok(n) => self.buf.truncate(len + n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(len),
-                Err(e) => {
-                    self.buf.truncate(len);
-                    return Err(e);
-                }
+        while !self.eof && self.end - self.start < want {
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(())
@@ -170,7 +184,7 @@ impl<'a, R: Read> ChunkStream<'a, R> {
     /// The next chunk, `None` at the end of the input.
     pub fn next_chunk(&mut self) -> io::Result<Option<&[u8]>> {
         loop {
-            let rest = &self.buf[self.start..];
+            let rest = &self.buf[self.start..self.end];
             if self.eof && rest.is_empty() {
                 return Ok(None);
             }

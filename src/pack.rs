@@ -118,20 +118,34 @@ impl PackBuilder {
 
 /// Reads and authenticates the header of a whole pack; checks that the blobs tile the pack.
 pub fn read_header(keys: &Keys, pack: &[u8]) -> Result<Vec<PackEntry>> {
-    let n = pack.len();
-    if n < 4 {
+    fetch_header(keys, pack.len() as u64, |r| {
+        Ok(pack[r.start as usize..r.end as usize].to_vec())
+    })
+}
+
+/// Reads and authenticates a pack's header with two ranged reads from its end (its length,
+/// then the sealed header), so a pack can be indexed without downloading it.
+pub fn fetch_header(
+    keys: &Keys,
+    size: u64,
+    mut get: impl FnMut(std::ops::Range<u64>) -> Result<Vec<u8>>,
+) -> Result<Vec<PackEntry>> {
+    if size < 4 {
         return Err(Error::corrupt("pack is shorter than its length field"));
     }
-    let header_len =
-        u32::from_le_bytes([pack[n - 4], pack[n - 3], pack[n - 2], pack[n - 1]]) as usize;
-    let header_start = (n - 4)
-        .checked_sub(header_len)
+    let tail = get(size - 4..size)?;
+    let tail: [u8; 4] = tail
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::corrupt("pack length field"))?;
+    let header_start = (size - 4)
+        .checked_sub(u64::from(u32::from_le_bytes(tail)))
         .ok_or_else(|| Error::corrupt("pack header length exceeds the pack"))?;
-    let header = keys.open(HEADER_AD, &pack[header_start..n - 4])?;
+    let header = keys.open(HEADER_AD, &get(header_start..size - 4)?)?;
     let entries = decode_header(&header)?;
     let end = entries
         .last()
-        .map_or(0, |e| e.offset as usize + e.length as usize);
+        .map_or(0, |e| u64::from(e.offset) + u64::from(e.length));
     if end != header_start {
         return Err(Error::corrupt(
             "pack blobs do not end where the header begins",

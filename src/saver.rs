@@ -14,7 +14,7 @@ use crate::blob::{BlobType, seal_blob};
 use crate::error::Result;
 use crate::id::{BlobId, ObjectId};
 use crate::index::{Index, IndexedPack, seal_index};
-use crate::pack::PackBuilder;
+use crate::pack::{PackBuilder, fetch_header};
 use crate::repo::{Repository, pack_name};
 use crate::store::PendingPut;
 
@@ -58,6 +58,41 @@ impl<'r> BlobSaver<'r> {
             written: Vec::new(),
             stats: SaverStats::default(),
         }
+    }
+
+    /// Takes over packs that are stored but named by no index: leftovers of an interrupted
+    /// backup, or uploads of a concurrent one. Their blobs count as stored and they are named
+    /// in this run's index, so work already uploaded is not uploaded again. Packs whose header
+    /// cannot be read are left for `check` to report. Returns how many packs were adopted.
+    pub fn adopt_unindexed_packs(&mut self) -> Result<usize> {
+        let known: HashSet<String> = self.repo.index().packs().keys().map(pack_name).collect();
+        let mut adopted = 0;
+        for (name, size) in self.repo.store().list("data")? {
+            if known.contains(&name) {
+                continue;
+            }
+            let Some(id) = name
+                .rsplit('/')
+                .next()
+                .and_then(|h| ObjectId::from_hex(h).ok())
+            else {
+                continue;
+            };
+            let store = self.repo.store();
+            let header = fetch_header(self.repo.keys(), size, |r| {
+                Ok(store.get_range(&name, r)?.to_vec())
+            });
+            match header {
+                Ok(entries) => {
+                    self.seen.extend(entries.iter().map(|e| e.id));
+                    self.uploaded.push(IndexedPack { id, size, entries });
+                    adopted += 1;
+                }
+                Err(e) if e.kind() == crate::error::ErrorKind::Store => return Err(e),
+                Err(_) => {}
+            }
+        }
+        Ok(adopted)
     }
 
     /// Whether `id` is stored or being stored.

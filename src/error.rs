@@ -116,6 +116,14 @@ impl std::error::Error for Error {}
 
 impl From<object_store::Error> for Error {
     fn from(err: object_store::Error) -> Self {
+        let text = format!("{err}");
+        if let Some(hint) = store_hint(&err, &text) {
+            return Error {
+                kind: ErrorKind::Store,
+                message: format!("{hint} ({text})"),
+                retryable: false,
+            };
+        }
         let (kind, retryable) = match &err {
             object_store::Error::NotFound { .. } => (ErrorKind::NotFound, false),
             object_store::Error::AlreadyExists { .. } => (ErrorKind::AlreadyExists, false),
@@ -124,10 +132,44 @@ impl From<object_store::Error> for Error {
         };
         Error {
             kind,
-            message: format!("object store: {err}"),
+            message: format!("object store: {text}"),
             retryable,
         }
     }
+}
+
+/// Says in plain words what a storage failure that will not heal by itself means.
+fn store_hint(err: &object_store::Error, text: &str) -> Option<&'static str> {
+    let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    if has(&["NoSuchBucket"]) {
+        return Some("the bucket does not exist: create it first, or check the repository URL");
+    }
+    let credentials = matches!(
+        err,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) || has(&[
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "403 Forbidden",
+    ]);
+    if credentials {
+        return Some(
+            "the storage service refused the credentials: check AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY (or the service's own variables) and the key's rights on the bucket",
+        );
+    }
+    if has(&[
+        "Connection refused",
+        "tcp connect error",
+        "dns error",
+        "error trying to connect",
+    ]) {
+        return Some(
+            "cannot reach the storage endpoint: is the server running, and is the endpoint URL right?",
+        );
+    }
+    None
 }
 
 /// Adds context to results, like `anyhow::Context` but keeping the kind.

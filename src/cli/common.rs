@@ -13,7 +13,7 @@ use coffer::repo::Repository;
 use coffer::store::{FaultPlan, Location, RetryPolicy, Store, StoreOptions};
 
 /// Options accepted by every subcommand.
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct Global {
     /// Repository location: a path, file:///path or memory://name
     #[arg(
@@ -51,6 +51,9 @@ pub struct Global {
     /// Download limit in KiB/s
     #[arg(long, global = true, env = "COFFER_LIMIT_DOWNLOAD")]
     pub limit_download: Option<u64>,
+    /// S3 endpoint URL (overrides AWS_ENDPOINT_URL; http:// allowed for loopback servers)
+    #[arg(long, global = true)]
+    pub s3_endpoint: Option<String>,
 }
 
 /// Argon2id cost options for commands that make a passphrase slot.
@@ -117,6 +120,7 @@ impl Global {
             upload_rate: self.limit_upload.map(|k| k * 1024),
             download_rate: self.limit_download.map(|k| k * 1024),
             faults,
+            s3_endpoint: self.s3_endpoint.clone(),
         };
         Ok(Store::open_with(&self.location()?, create, &opts)?)
     }

@@ -15,6 +15,7 @@ mod ls;
 mod report;
 mod restore;
 mod snapshots;
+mod store;
 
 use clap::{Parser, Subcommand};
 
@@ -70,6 +71,8 @@ enum Command {
     Drill(drill::Args),
     /// Render a stored report
     Report(report::Args),
+    /// Check that a store (S3-compatible service, directory) behaves as coffer needs
+    Store(store::Args),
 }
 
 /// Parses argv, runs the command and returns the process exit code.
@@ -85,6 +88,7 @@ pub fn run() -> i32 {
         Command::Key(a) => key::run(&cli.global, a),
         Command::Drill(a) => drill::run(&cli.global, a),
         Command::Report(a) => report::run(&cli.global, a),
+        Command::Store(a) => store::run(&cli.global, a),
     };
     match result {
         Ok(code) => code,

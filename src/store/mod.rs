@@ -10,10 +10,12 @@
 mod fault;
 mod retry;
 mod throttle;
+mod validate;
 
 pub use fault::{FaultPlan, FaultStore};
 pub use retry::{RetryPolicy, RetryStore, is_transient};
 pub use throttle::ThrottleStore;
+pub use validate::{CheckOutcome, validate};
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -38,6 +40,15 @@ pub enum Location {
     Directory(PathBuf),
     /// A process-wide in-memory store, shared by name (tests).
     Memory(String),
+    /// An object store service: `s3://`, `gs://` or `az://` with bucket and prefix.
+    Cloud {
+        /// `s3`, `gs` or `az`.
+        scheme: String,
+        /// Bucket (or Azure container).
+        bucket: String,
+        /// Key prefix inside the bucket (may be empty).
+        prefix: String,
+    },
 }
 
 impl Location {
@@ -49,10 +60,23 @@ impl Location {
         if let Some(path) = url.strip_prefix("file://") {
             return Ok(Location::Directory(PathBuf::from(path)));
         }
-        if let Some((scheme, _)) = url.split_once("://") {
-            return Err(Error::invalid(format!(
-                "repository scheme {scheme}:// is not supported by this build; use a path, file:// or memory://"
-            )));
+        if let Some((scheme, rest)) = url.split_once("://") {
+            if !matches!(scheme, "s3" | "gs" | "az") {
+                return Err(Error::invalid(format!(
+                    "repository scheme {scheme}:// is not supported; use a path, file://, s3://, gs://, az:// or memory://"
+                )));
+            }
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(Error::invalid(format!(
+                    "{url}: no bucket given; use {scheme}://BUCKET/PREFIX"
+                )));
+            }
+            return Ok(Location::Cloud {
+                scheme: scheme.to_string(),
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
         }
         if url.is_empty() {
             return Err(Error::invalid(
@@ -81,6 +105,9 @@ pub struct StoreOptions {
     pub download_rate: Option<u64>,
     /// Faults to inject (tests).
     pub faults: Option<FaultPlan>,
+    /// S3 endpoint overriding `AWS_ENDPOINT_URL` (plain `http://` is allowed, for loopback
+    /// test servers such as Garage).
+    pub s3_endpoint: Option<String>,
 }
 
 impl Default for StoreOptions {
@@ -91,6 +118,7 @@ impl Default for StoreOptions {
             upload_rate: None,
             download_rate: None,
             faults: None,
+            s3_endpoint: None,
         }
     }
 }
@@ -120,6 +148,8 @@ pub fn compose(base: Arc<dyn ObjectStore>, opts: &StoreOptions) -> Arc<dyn Objec
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
+    /// The store without wrappers.
+    raw: Arc<dyn ObjectStore>,
     runtime: Arc<Runtime>,
     description: String,
 }
@@ -150,6 +180,14 @@ impl Store {
                 Arc::new(open_directory(path, create)?),
                 path.display().to_string(),
             ),
+            Location::Cloud {
+                scheme,
+                bucket,
+                prefix,
+            } => {
+                let description = format!("{scheme}://{bucket}/{prefix}");
+                (open_cloud(scheme, bucket, prefix, opts)?, description)
+            }
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -158,10 +196,23 @@ impl Store {
             .build()
             .map_err(|e| Error::io("starting the storage runtime", e))?;
         Ok(Store {
-            inner: compose(inner, opts),
+            inner: compose(inner.clone(), opts),
+            raw: inner,
             runtime: Arc::new(runtime),
             description,
         })
+    }
+
+    /// The same store behind a fault injector (no retries), for conformance checks.
+    pub fn with_faults(&self, plan: FaultPlan) -> Store {
+        let raw = self.raw.clone();
+        let inner: Arc<dyn ObjectStore> = Arc::new(FaultStore::new(raw.clone(), plan));
+        Store {
+            inner,
+            raw,
+            runtime: self.runtime.clone(),
+            description: self.description.clone(),
+        }
     }
 
     /// Where this store is, for messages.
@@ -276,6 +327,70 @@ async fn put_content(store: Arc<dyn ObjectStore>, name: String, bytes: Bytes) ->
     }
 }
 
+/// An S3, GCS or Azure store configured the way the vendors' own tools are (their standard
+/// environment variables), with the client's own retries off: [`RetryStore`] owns retrying.
+fn open_cloud(
+    scheme: &str,
+    bucket: &str,
+    prefix: &str,
+    opts: &StoreOptions,
+) -> Result<Arc<dyn ObjectStore>> {
+    use object_store::RetryConfig;
+    let no_retries = || RetryConfig {
+        max_retries: 0,
+        ..Default::default()
+    };
+    let client = object_store::ClientOptions::new()
+        .with_timeout(opts.retry.timeout)
+        .with_connect_timeout(std::time::Duration::from_secs(10));
+    let fail =
+        |e: object_store::Error| Error::invalid(format!("configuring {scheme}://{bucket}: {e}"));
+    let store: Arc<dyn ObjectStore> = match scheme {
+        "s3" => {
+            let mut b = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(no_retries())
+                .with_client_options(client);
+            let endpoint = opts
+                .s3_endpoint
+                .clone()
+                .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+            if let Some(endpoint) = endpoint {
+                b = b
+                    .with_allow_http(endpoint.starts_with("http://"))
+                    .with_endpoint(endpoint);
+            }
+            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err()
+            {
+                b = b.with_region("us-east-1");
+            }
+            Arc::new(b.build().map_err(fail)?)
+        }
+        "gs" => Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(no_retries())
+                .with_client_options(client)
+                .build()
+                .map_err(fail)?,
+        ),
+        _ => Arc::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_container_name(bucket)
+                .with_retry(no_retries())
+                .with_client_options(client)
+                .build()
+                .map_err(fail)?,
+        ),
+    };
+    if prefix.is_empty() {
+        return Ok(store);
+    }
+    Ok(Arc::new(object_store::prefix::PrefixStore::new(
+        store, prefix,
+    )))
+}
+
 fn open_directory(path: &Path, create: bool) -> Result<LocalFileSystem> {
     if create {
         std::fs::create_dir_all(path)
@@ -313,6 +428,15 @@ mod tests {
             Location::Memory("t".into())
         );
         assert!(Location::parse("ftp://x").is_err());
+        assert_eq!(
+            Location::parse("s3://b/p/q/").unwrap(),
+            Location::Cloud {
+                scheme: "s3".into(),
+                bucket: "b".into(),
+                prefix: "p/q".into()
+            }
+        );
+        assert!(Location::parse("s3:///x").is_err());
         assert!(Location::parse("").is_err());
     }
 

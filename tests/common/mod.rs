@@ -218,3 +218,26 @@ pub fn assert_same_tree(original: &Path, restored: &Path) {
         assert_eq!(ea, &b[path], "entry {} differs", path.display());
     }
 }
+
+/// A fresh S3 repository URL on the test Garage server (`scripts/garage.sh start`), or `None`
+/// when no server is configured. In CI (`CI=true`) a missing server fails the test instead:
+/// a skipped S3 test must not look like a passing one.
+pub fn s3_url(name: &str) -> Option<String> {
+    match std::env::var("COFFER_S3_TEST_URL") {
+        Ok(base) if !base.is_empty() => {
+            let unique = hex::encode(random_bytes(6, coffer::clock::now_ns() as u64));
+            Some(format!("{}/{name}-{unique}", base.trim_end_matches('/')))
+        }
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "COFFER_S3_TEST_URL is not set: S3 tests need Garage (scripts/garage.sh start); in CI a skipped S3 test is a failure"
+            )
+        }
+        _ => {
+            eprintln!(
+                "skipping S3 test {name}: COFFER_S3_TEST_URL is not set (run scripts/garage.sh start)"
+            );
+            None
+        }
+    }
+}

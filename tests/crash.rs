@@ -56,7 +56,7 @@ fn init(tmp: &Path, repo: &str) {
 }
 
 /// Runs the kill -9 trials against `repo` (a path or URL).
-pub fn crash_trials(tmp: &Path, repo: &str, trials: u32) {
+fn crash_trials(tmp: &Path, repo: &str, trials: u32) {
     std::fs::write(tmp.join("pass"), "pw\n").unwrap();
     let src = tmp.join("src");
     for i in 0..6 {
@@ -143,4 +143,17 @@ fn kill_9_during_backup_on_a_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     crash_trials(tmp.path(), repo.to_str().unwrap(), trials);
+}
+
+#[test]
+fn kill_9_during_backup_on_garage() {
+    let Some(url) = common::s3_url("crash") else {
+        return;
+    };
+    let trials = std::env::var("COFFER_CRASH_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let tmp = tempfile::tempdir().unwrap();
+    crash_trials(tmp.path(), &url, trials);
 }

@@ -45,6 +45,11 @@ pub fn duration(secs: f64) -> String {
     }
 }
 
+/// Bytes for people: `1.5 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    bytes(n as f64)
+}
+
 fn bytes(n: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let (mut v, mut i) = (n, 0);

@@ -457,19 +457,6 @@ fn one_file_system_skips_mounts() {
     assert!(listing.contains("/mnt") && !listing.contains("on-tmpfs"));
 }
 
-fn list_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(list_files(&p))
-        } else {
-            out.push(p)
-        }
-    }
-    out
-}
-
 /// Lets an unprivileged user read the test directory and write the repository.
 fn open_up(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;

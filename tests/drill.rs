@@ -307,7 +307,7 @@ fn cli_drill_fails_on_damage_and_check_subsets() {
     let tmp = tempfile::tempdir().unwrap();
     repo_with_backup(tmp.path());
     let mut packs = Vec::new();
-    for e in walkdir(&tmp.path().join("repo/data")) {
+    for e in list_files(&tmp.path().join("repo/data")) {
         packs.push(e);
     }
     let ok = run(
@@ -345,17 +345,4 @@ fn cli_drill_fails_on_damage_and_check_subsets() {
     let failed = run(tmp.path(), &["drill"]);
     assert_eq!(failed.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&failed.stderr).contains("failed: /"));
-}
-
-fn walkdir(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walkdir(&p))
-        } else {
-            out.push(p)
-        }
-    }
-    out
 }

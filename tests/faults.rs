@@ -345,16 +345,3 @@ fn tampering_is_detected() {
         "{e:?}"
     );
 }
-
-fn list_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(list_files(&p))
-        } else {
-            out.push(p)
-        }
-    }
-    out
-}

@@ -198,18 +198,7 @@ pub fn prompt(question: &str, confirm: bool) -> Result<Passphrase> {
 
 /// Bytes for people: 1.5 MiB.
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
+    coffer::render::human_bytes(n)
 }
 
 /// A time in ns since the epoch as local `YYYY-MM-DD HH:MM:SS`.

@@ -241,3 +241,17 @@ pub fn s3_url(name: &str) -> Option<String> {
         }
     }
 }
+
+/// Every file below `dir`, recursively.
+pub fn list_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(list_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -164,6 +164,7 @@ fn store_hint(err: &object_store::Error, text: &str) -> Option<&'static str> {
         "tcp connect error",
         "dns error",
         "error trying to connect",
+        "error sending request",
     ]) {
         return Some(
             "cannot reach the storage endpoint: is the server running, and is the endpoint URL right?",

@@ -30,21 +30,25 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
     }
     let store = global_for_url.store(true)?;
     let outcomes = validate(&store)?;
-    let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
+    let failed = outcomes.iter().filter(|o| o.is_fatal()).count();
     if global.json {
         global
             .print_json(&serde_json::json!({ "store": store.description(), "checks": outcomes }))?;
     } else if !global.quiet {
         for o in &outcomes {
-            match &o.failure {
-                None => println!("ok    {}", o.name),
-                Some(why) => println!("FAIL  {}: {why}", o.name),
+            match (&o.failure, o.required) {
+                (None, _) => println!("ok    {}", o.name),
+                (Some(why), true) => println!("FAIL  {}: {why}", o.name),
+                (Some(why), false) => println!("warn  {}: {why}", o.name),
             }
         }
+        let passed = outcomes.iter().filter(|o| o.failure.is_none()).count();
+        if failed > 0 {
+            println!("coffer cannot keep backups safely in this store");
+        }
         println!(
-            "{}: {} of {} checks passed",
+            "{}: {passed} of {} checks passed",
             store.description(),
-            outcomes.len() - failed,
             outcomes.len()
         );
     }

@@ -215,6 +215,20 @@ impl Store {
         }
     }
 
+    /// Uploads part of an object and abandons the upload, as a crashed client would (for the
+    /// conformance checks: nothing may become visible).
+    pub fn abandon_upload(&self, name: &str, part: Bytes) -> Result<()> {
+        let path = ObjectPath::from(name);
+        let store = self.raw.clone();
+        self.runtime
+            .block_on(async move {
+                let mut upload = store.put_multipart(&path).await?;
+                upload.put_part(PutPayload::from_bytes(part)).await?;
+                upload.abort().await
+            })
+            .map_err(|e| Error::from(e).context(format!("abandoned upload of {name}")))
+    }
+
     /// Where this store is, for messages.
     pub fn description(&self) -> &str {
         &self.description

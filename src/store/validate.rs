@@ -14,23 +14,49 @@ use crate::error::ErrorKind;
 pub struct CheckOutcome {
     /// What was checked.
     pub name: &'static str,
+    /// Whether Coffer cannot work safely without it.
+    pub required: bool,
     /// `None` if it passed, else what went wrong.
     pub failure: Option<String>,
 }
 
+impl CheckOutcome {
+    /// Whether this is a failure Coffer cannot live with.
+    pub fn is_fatal(&self) -> bool {
+        self.required && self.failure.is_some()
+    }
+}
+
 type Check = fn(&Store, &str) -> Result<(), String>;
 
-const CHECKS: &[(&str, Check)] = &[
-    ("write and read back", round_trip),
-    ("list by prefix with sizes", listing),
-    ("ranged reads", ranged_reads),
-    ("missing object is reported as not found", missing_object),
-    ("create-only writes never overwrite", create_only),
+/// (name, required, check). Create-only writes are only recommended: every object but
+/// `config` is named by its content, so an overwrite rewrites identical bytes; without them,
+/// only two `init`s racing on one location could clash.
+const CHECKS: &[(&str, bool, Check)] = &[
+    ("write and read back", true, round_trip),
+    ("list by prefix with sizes", true, listing),
+    ("ranged reads", true, ranged_reads),
     (
-        "an interrupted upload leaves nothing visible",
-        partial_upload_invisible,
+        "missing object is reported as not found",
+        true,
+        missing_object,
     ),
-    ("delete", delete),
+    (
+        "an abandoned upload leaves nothing visible",
+        true,
+        abandoned_upload_invisible,
+    ),
+    (
+        "a failed request leaves nothing visible",
+        true,
+        failed_upload_invisible,
+    ),
+    ("delete", true, delete),
+    (
+        "create-only writes never overwrite (recommended)",
+        false,
+        create_only,
+    ),
 ];
 
 /// Runs every check against `store`, under a scratch prefix.
@@ -41,8 +67,9 @@ pub fn validate(store: &Store) -> crate::Result<Vec<CheckOutcome>> {
     );
     let out = CHECKS
         .iter()
-        .map(|(name, check)| CheckOutcome {
+        .map(|(name, required, check)| CheckOutcome {
             name,
+            required: *required,
             failure: check(store, &scratch).err(),
         })
         .collect();
@@ -143,8 +170,25 @@ fn create_only(store: &Store, dir: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn partial_upload_invisible(store: &Store, dir: &str) -> Result<(), String> {
-    // An upload that fails before completing must not leave a visible (truncated) object.
+fn abandoned_upload_invisible(store: &Store, dir: &str) -> Result<(), String> {
+    let name = format!("{dir}/abandoned");
+    store
+        .abandon_upload(&name, payload(1 << 20, 4))
+        .map_err(|e| fail("multipart upload", e))?;
+    match store.get(&name) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!(
+            "expected not found after an abandoned upload, got: {e}"
+        )),
+        Ok(b) => Err(format!(
+            "an abandoned upload left a visible object of {} bytes",
+            b.len()
+        )),
+    }
+}
+
+fn failed_upload_invisible(store: &Store, dir: &str) -> Result<(), String> {
+    // An upload whose connection fails must not leave a visible (truncated) object.
     let faulty = store.with_faults(super::FaultPlan {
         fail: 1.0,
         ..Default::default()

@@ -328,6 +328,29 @@ fn tampering_is_detected() {
         "{e:?}"
     );
     std::fs::write(&big, &original).unwrap();
+    // An index object replayed from another repository (or another time, under another name):
+    // it does not authenticate, or does not match its name, and is reported.
+    let other = Repo::directory();
+    other.json(&["backup", src.to_str().unwrap()]);
+    let foreign = list_files(&PathBuf::from(&other.url).join("index")).remove(0);
+    let planted = root.join("index").join(foreign.file_name().unwrap());
+    std::fs::copy(&foreign, &planted).unwrap();
+    let e = errors(&repo, &["check"]);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("unusable") && m.contains("authentication failed")),
+        "{e:?}"
+    );
+    std::fs::remove_file(&planted).unwrap();
+    let own = list_files(&root.join("index")).remove(0);
+    let renamed = root.join("index").join(format!("{:064x}", 7));
+    std::fs::copy(&own, &renamed).unwrap();
+    let e = errors(&repo, &["check"]);
+    assert!(
+        e.iter().any(|m| m.contains("does not match its name")),
+        "{e:?}"
+    );
+    std::fs::remove_file(&renamed).unwrap();
     // An index object deleted: the blobs it named are missing for the snapshot.
     let index = list_files(&root.join("index")).remove(0);
     let saved = std::fs::read(&index).unwrap();

@@ -19,5 +19,7 @@ export COFFER_PASSWORD_FILE="$work/passphrase"
 "$coffer" snapshots
 "$coffer" restore latest --target "$work/restored"
 "$coffer" check --read-data
+"$coffer" drill --rto 1h --rpo 24h
+"$coffer" report drill latest --format html -o "$work/drill-report.html"
 diff -r src "$work/restored$(pwd)/src"
-echo "demo: restored tree matches the original ($work)"
+echo "demo: restored tree matches the original; drill report: $work/drill-report.html"

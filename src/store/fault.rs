@@ -14,9 +14,8 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, Error, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
-    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
-    Result,
+    CopyOptions, Error, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
 /// Shares of requests to disturb, each in 0..=1.
@@ -147,17 +146,11 @@ impl ObjectStore for FaultStore {
             return Ok(r);
         }
         // Deliver the first half of the body, then a reset.
-        let (meta, range, attributes) = (r.meta.clone(), r.range.clone(), r.attributes.clone());
-        let bytes = r.bytes().await?;
-        let half = bytes.slice(..bytes.len() / 2);
-        let body = futures::stream::iter(vec![Ok(half), Err(injected("download body"))]).boxed();
-        Ok(GetResult {
-            payload: GetResultPayload::Stream(body),
-            meta,
-            range,
-            attributes,
-            extensions: Default::default(),
+        super::rebody(r, |bytes| {
+            let half = bytes.slice(..bytes.len() / 2);
+            futures::stream::iter(vec![Ok(half), Err(injected("download body"))]).boxed()
         })
+        .await
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {

@@ -144,6 +144,31 @@ pub fn compose(base: Arc<dyn ObjectStore>, opts: &StoreOptions) -> Arc<dyn Objec
     Arc::new(RetryStore::new(store, opts.retry))
 }
 
+/// Reads a whole response body and returns the response again, its body now `body(bytes)`.
+/// Wrappers use it to retry or throttle whole bodies, or to cut them short.
+pub(crate) async fn rebody(
+    r: object_store::GetResult,
+    body: impl FnOnce(Bytes) -> futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+) -> object_store::Result<object_store::GetResult> {
+    let (meta, range, attributes) = (r.meta.clone(), r.range.clone(), r.attributes.clone());
+    let bytes = r.bytes().await?;
+    Ok(object_store::GetResult {
+        payload: object_store::GetResultPayload::Stream(body(bytes)),
+        meta,
+        range,
+        attributes,
+        extensions: Default::default(),
+    })
+}
+
+/// A body that yields `bytes` in one piece.
+pub(crate) fn whole(
+    bytes: Bytes,
+) -> futures::stream::BoxStream<'static, object_store::Result<Bytes>> {
+    use futures::StreamExt;
+    futures::stream::once(async move { Ok(bytes) }).boxed()
+}
+
 /// A blocking handle on an object store.
 #[derive(Clone)]
 pub struct Store {

@@ -131,18 +131,10 @@ fn backoff(policy: RetryPolicy, n: u32) -> Duration {
 
 /// Reads a whole body so that failures while reading happen inside the attempt.
 async fn buffered(r: GetResult) -> Result<GetResult> {
-    let (meta, range, attributes) = (r.meta.clone(), r.range.clone(), r.attributes.clone());
-    let bytes = match r.payload {
-        GetResultPayload::File(..) => return Ok(r),
-        GetResultPayload::Stream(_) => r.bytes().await?,
-    };
-    Ok(GetResult {
-        payload: GetResultPayload::Stream(stream::once(async move { Ok(bytes) }).boxed()),
-        meta,
-        range,
-        attributes,
-        extensions: Default::default(),
-    })
+    match r.payload {
+        GetResultPayload::File(..) => Ok(r),
+        GetResultPayload::Stream(_) => super::rebody(r, super::whole).await,
+    }
 }
 
 #[async_trait]

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 use tokio::time::Instant;
 
@@ -99,17 +99,14 @@ impl ObjectStore for ThrottleStore {
         if self.down.rate.is_none() {
             return Ok(r);
         }
-        let (meta, range, attributes) = (r.meta.clone(), r.range.clone(), r.attributes.clone());
-        let bytes = r.bytes().await?;
-        self.down.take(bytes.len() as u64).await;
-        let payload = GetResultPayload::Stream(stream::once(async move { Ok(bytes) }).boxed());
-        Ok(GetResult {
-            payload,
-            meta,
-            range,
-            attributes,
-            extensions: Default::default(),
+        let mut len = 0;
+        let r = super::rebody(r, |bytes| {
+            len = bytes.len() as u64;
+            super::whole(bytes)
         })
+        .await?;
+        self.down.take(len).await;
+        Ok(r)
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {

@@ -24,8 +24,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 if ! rustup run "$toolchain" rustc --version >/dev/null 2>&1; then
-    echo "fuzz.sh: the $toolchain toolchain is needed (rustup toolchain install $toolchain)" >&2
-    exit 2
+    echo "fuzz.sh: installing the $toolchain toolchain" >&2
+    rustup toolchain install "$toolchain" --profile minimal >&2
 fi
 
 # Build once, then run the binaries directly: `cargo fuzz run` would rebuild (and so fuzz

@@ -6,6 +6,11 @@
 # COFFER_STREAM_GIB, COFFER_CRASH_TRIALS and FUZZ_SECONDS shorten the long steps locally.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Tools the end-to-end tests call: setpriv (an unprivileged backup), mount/umount (tmpfs for
+# -x and full-disk tests). Debian's util-linux and mount packages; installed when missing.
+if ! command -v setpriv >/dev/null || ! command -v mount >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq util-linux mount
+fi
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 

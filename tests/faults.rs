@@ -204,17 +204,8 @@ fn concurrent_clients(repo: Repo) {
     // Three own files of 3 MiB each plus the shared 4 MiB. Racing clients may each upload the
     // shared file before seeing the others' packs, but the repository's index holds it once.
     let check = repo.json(&["check"]);
-    let blob_bytes_upper = (3 * (3 << 20) + (4 << 20)) as f64 * 1.05;
-    let listed: u64 = repo
-        .json(&["ls", "latest"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["size"].as_u64().unwrap_or(0))
-        .sum();
-    assert!(listed > 0);
     assert!(check["errors"].as_array().unwrap().is_empty(), "{check}");
-    eprintln!("3 concurrent clients uploaded {added} bytes (unique data ≈ {blob_bytes_upper:.0})");
+    eprintln!("3 concurrent clients uploaded {added} bytes for 13 MiB of unique data");
     // A fourth backup of the shared file alone adds no data blob: it is stored already.
     let again = repo.path("again");
     std::fs::create_dir_all(&again).unwrap();

@@ -309,24 +309,19 @@ fn damage_is_detected_and_attributed() {
     );
 
     // Flip one byte in the pack holding large.bin's first chunk.
-    let tree = repo
-        .load_tree(&repo.find_snapshot("latest").unwrap().1.tree)
+    let (_, snapshot) = repo.find_snapshot("latest").unwrap();
+    let mut first_chunk = None;
+    repo.walk(&snapshot.tree, &mut |path, node| {
+        if path.ends_with(b"/large.bin") {
+            first_chunk = Some(node.content[0]);
+        }
+        Ok(())
+    })
+    .unwrap();
+    let loc_blob = repo
+        .index()
+        .get(&first_chunk.expect("large.bin is in the snapshot"))
         .unwrap();
-    let mut node = tree.nodes[0].clone();
-    let mut dir = src.clone();
-    dir.push("x");
-    let _ = dir;
-    // Descend to the src directory node through the virtual path components.
-    for comp in src.iter().skip(1) {
-        let t = repo.load_tree(&node.subtree.unwrap()).unwrap();
-        node = t
-            .find(std::os::unix::ffi::OsStrExt::as_bytes(comp))
-            .unwrap_or(&node)
-            .clone();
-    }
-    let src_tree = repo.load_tree(&node.subtree.unwrap()).unwrap();
-    let large = src_tree.find(b"large.bin").unwrap();
-    let loc_blob = repo.index().get(&large.content[0]).unwrap();
     let pack_path = repo_dir.join(coffer::repo::pack_name(&loc_blob.pack));
     let mut bytes = std::fs::read(&pack_path).unwrap();
     bytes[loc_blob.offset as usize + 100] ^= 1;

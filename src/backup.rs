@@ -268,7 +268,7 @@ impl<'r, 'p> Walker<'r, 'p> {
     fn new(repo: &'r Repository, opts: &BackupOptions, progress: &'p dyn Progress) -> Result<Self> {
         Ok(Walker {
             repo,
-            saver: BlobSaver::new(repo),
+            saver: BlobSaver::new(repo)?,
             chunker: Chunker::new(repo.config().chunker, &repo.keys().chunker_seed()),
             chunk_buffer: Vec::new(),
             excludes: PathFilter::new(&opts.excludes)?,

@@ -5,7 +5,7 @@
 //! copied to another place in a pack, or presented under another id, fails to open. After
 //! opening, [`open_blob`] recomputes the keyed id of the plaintext and compares it.
 
-use crate::crypto::Keys;
+use crate::crypto::{Keys, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
 
@@ -48,8 +48,54 @@ fn associated_data(kind: BlobType, id: &BlobId) -> [u8; 48] {
     ad
 }
 
+/// Compresses and seals blobs, keeping one zstd context for many blobs (a context costs
+/// more to set up than a small blob costs to compress). One per thread.
+pub struct Sealer<'k> {
+    keys: &'k Keys,
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+}
+
+impl<'k> Sealer<'k> {
+    /// A sealer at zstd `level`; 0 turns compression off.
+    pub fn new(keys: &'k Keys, level: i32) -> Result<Self> {
+        let compressor = match level {
+            0 => None,
+            _ => Some(
+                zstd::bulk::Compressor::new(level)
+                    .map_err(|e| Error::invalid(format!("zstd level {level}: {e}")))?,
+            ),
+        };
+        Ok(Sealer { keys, compressor })
+    }
+
+    /// Compresses `plain` (unless that saves less than 1/32) and seals it as blob `id`.
+    /// The result is built in one buffer: nonce room, flag, body; sealed in place.
+    pub fn seal(&mut self, kind: BlobType, id: &BlobId, plain: &[u8]) -> Result<Vec<u8>> {
+        let bound = zstd::zstd_safe::compress_bound(plain.len());
+        let mut buf = Vec::with_capacity(NONCE_LEN + 1 + bound.max(plain.len()) + TAG_LEN);
+        buf.resize(NONCE_LEN, 0);
+        buf.push(FLAG_ZSTD);
+        let compressed = match &mut self.compressor {
+            Some(c) if plain.len() >= 64 => {
+                // Written after the flag: the cursor starts at the buffer's end.
+                let mut tail = std::io::Cursor::new(&mut buf);
+                tail.set_position((NONCE_LEN + 1) as u64);
+                c.compress_to_buffer(plain, &mut tail)
+                    .is_ok_and(|n| n < plain.len() - plain.len() / 32)
+            }
+            _ => false,
+        };
+        if !compressed {
+            buf.truncate(NONCE_LEN);
+            buf.push(FLAG_RAW);
+            buf.extend_from_slice(plain);
+        }
+        self.keys.seal_in_place(&associated_data(kind, id), buf)
+    }
+}
+
 /// Compresses (unless it saves less than 1/32) and seals `plain` whose id is `id`.
-/// `level` 0 turns compression off.
+/// `level` 0 turns compression off. For many blobs, keep a [`Sealer`].
 pub fn seal_blob(
     keys: &Keys,
     kind: BlobType,
@@ -57,18 +103,7 @@ pub fn seal_blob(
     plain: &[u8],
     level: i32,
 ) -> Result<Vec<u8>> {
-    let mut payload = Vec::with_capacity(plain.len() + 1);
-    payload.push(FLAG_ZSTD);
-    let compressed = level != 0
-        && plain.len() >= 64
-        && zstd::stream::copy_encode(plain, &mut payload, level).is_ok()
-        && payload.len() - 1 < plain.len() - plain.len() / 32;
-    if !compressed {
-        payload.clear();
-        payload.push(FLAG_RAW);
-        payload.extend_from_slice(plain);
-    }
-    keys.seal(&associated_data(kind, id), &payload)
+    Sealer::new(keys, level)?.seal(kind, id, plain)
 }
 
 /// No blob decompresses to more than this (chunks are at most 64 MiB; huge trees fit).

@@ -157,6 +157,12 @@ impl Keys {
         seal(self.cipher, &self.data, ad, plaintext)
     }
 
+    /// Seals in place: `buf` holds [`NONCE_LEN`] bytes of room followed by the plaintext.
+    /// Fills in the nonce, encrypts the rest and appends the tag, with no copy of the message.
+    pub fn seal_in_place(&self, ad: &[u8], buf: Vec<u8>) -> Result<Vec<u8>> {
+        seal_in_place(self.cipher, &self.data, ad, buf)
+    }
+
     /// Opens an object sealed by [`Keys::seal`] with the same `ad`.
     pub fn open(&self, ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
         open(self.cipher, &self.data, ad, sealed)
@@ -165,13 +171,27 @@ impl Keys {
 
 /// Seals `plaintext`: returns `nonce ‖ ciphertext ‖ tag`. The nonce is drawn here, fresh.
 pub fn seal(cipher: Cipher, key: &SecretKey, ad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(plaintext.len() + OVERHEAD);
+    buf.resize(NONCE_LEN, 0);
+    buf.extend_from_slice(plaintext);
+    seal_in_place(cipher, key, ad, buf)
+}
+
+/// [`seal`] of `buf[NONCE_LEN..]`, whose first [`NONCE_LEN`] bytes are overwritten by the nonce.
+pub fn seal_in_place(
+    cipher: Cipher,
+    key: &SecretKey,
+    ad: &[u8],
+    mut buf: Vec<u8>,
+) -> Result<Vec<u8>> {
+    if buf.len() < NONCE_LEN {
+        return Err(Error::invalid("seal_in_place: no room for the nonce"));
+    }
     let nonce: [u8; NONCE_LEN] = crate::clock::random_bytes()?;
-    let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(plaintext);
-    let tag = encrypt(cipher, key, &nonce, ad, &mut out[NONCE_LEN..])?;
-    out.extend_from_slice(&tag);
-    Ok(out)
+    buf[..NONCE_LEN].copy_from_slice(&nonce);
+    let tag = encrypt(cipher, key, &nonce, ad, &mut buf[NONCE_LEN..])?;
+    buf.extend_from_slice(&tag);
+    Ok(buf)
 }
 
 /// Opens `nonce ‖ ciphertext ‖ tag`; any change to it or to `ad` is an error.

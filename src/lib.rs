@@ -43,6 +43,7 @@ pub mod repo;
 pub mod report;
 pub mod restore;
 pub mod saver;
+pub mod sealpool;
 pub mod snapshot;
 pub mod store;
 pub mod tree;

@@ -4,6 +4,8 @@
 //! listing, finding and saving snapshots. Object names: `config`, `keys/<id>`,
 //! `data/<2 hex>/<id>` (packs), `index/<id>`, `snapshots/<id>`.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::blob::{BlobType, open_blob};
@@ -52,7 +54,7 @@ impl Default for InitOptions {
 pub struct Repository {
     store: Store,
     config: Config,
-    keys: Keys,
+    keys: Arc<Keys>,
     master: MasterKey,
     slot: String,
     index: Index,
@@ -160,7 +162,7 @@ impl Repository {
         let repo = Repository {
             store,
             config,
-            keys,
+            keys: Arc::new(keys),
             master,
             slot: slot_name,
             index: Index::default(),
@@ -192,7 +194,7 @@ impl Repository {
         Ok(Repository {
             store,
             config,
-            keys,
+            keys: Arc::new(keys),
             master,
             slot,
             index: Index::default(),
@@ -226,6 +228,11 @@ impl Repository {
     /// The derived keys.
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// The derived keys, for worker threads.
+    pub fn shared_keys(&self) -> Arc<Keys> {
+        Arc::clone(&self.keys)
     }
 
     pub(crate) fn master(&self) -> &MasterKey {

@@ -1,8 +1,8 @@
 //! The blob saver: dedup, seal, pack, upload, and write the index, in commit order.
 //!
 //! Blobs already in the index, or already saved in this run, are skipped. New blobs are
-//! compressed and sealed into a data or tree pack; a full pack is uploaded in the background
-//! (a bounded number at a time). Index objects are written only for packs whose upload has
+//! compressed and sealed by a [`SealPool`] on every core and packed into a data or tree pack
+//! as they come back; a full pack is uploaded in the background (a bounded number at a time). Index objects are written only for packs whose upload has
 //! finished, so an index never names a missing pack. The caller writes the snapshot only after
 //! [`BlobSaver::finish`], which gives the order packs → index → snapshot.
 
@@ -10,12 +10,13 @@ use std::collections::{HashSet, VecDeque};
 
 use bytes::Bytes;
 
-use crate::blob::{BlobType, seal_blob};
+use crate::blob::BlobType;
 use crate::error::Result;
 use crate::id::{BlobId, ObjectId};
 use crate::index::{Index, IndexedPack, seal_index};
 use crate::pack::{PackBuilder, fetch_header};
 use crate::repo::{Repository, pack_name};
+use crate::sealpool::{SealPool, SealedBlob};
 use crate::store::PendingPut;
 
 /// Uploads allowed in flight while the next pack fills.
@@ -39,6 +40,7 @@ pub struct BlobSaver<'r> {
     data: PackBuilder,
     tree: PackBuilder,
     seen: HashSet<BlobId>,
+    pool: SealPool,
     uploads: VecDeque<(PendingPut, IndexedPack)>,
     uploaded: Vec<IndexedPack>,
     written: Vec<IndexedPack>,
@@ -46,18 +48,19 @@ pub struct BlobSaver<'r> {
 }
 
 impl<'r> BlobSaver<'r> {
-    /// A saver writing into `repo`.
-    pub fn new(repo: &'r Repository) -> Self {
-        BlobSaver {
+    /// A saver writing into `repo`; starts the sealing threads.
+    pub fn new(repo: &'r Repository) -> Result<Self> {
+        Ok(BlobSaver {
             repo,
             data: PackBuilder::new(),
             tree: PackBuilder::new(),
             seen: HashSet::new(),
+            pool: SealPool::new(repo.shared_keys(), repo.config().compression)?,
             uploads: VecDeque::new(),
             uploaded: Vec::new(),
             written: Vec::new(),
             stats: SaverStats::default(),
-        }
+        })
     }
 
     /// Takes over packs that are stored but named by no index: leftovers of an interrupted
@@ -106,24 +109,24 @@ impl<'r> BlobSaver<'r> {
         if self.has(&id) {
             return Ok(id);
         }
-        let sealed = seal_blob(
-            self.repo.keys(),
-            kind,
-            &id,
-            plain,
-            self.repo.config().compression,
-        )?;
-        let builder = match kind {
+        self.seen.insert(id);
+        self.stats.blobs += 1;
+        for blob in self.pool.submit(kind, id, plain.to_vec())? {
+            self.pack(blob)?;
+        }
+        Ok(id)
+    }
+
+    fn pack(&mut self, blob: SealedBlob) -> Result<()> {
+        let builder = match blob.kind {
             BlobType::Data => &mut self.data,
             BlobType::Tree => &mut self.tree,
         };
-        builder.add(kind, id, &sealed, plain.len())?;
-        self.seen.insert(id);
-        self.stats.blobs += 1;
+        builder.add(blob.kind, blob.id, &blob.sealed, blob.raw_len)?;
         if builder.len() >= self.repo.config().pack_size as usize {
-            self.flush_pack(kind)?;
+            self.flush_pack(blob.kind)?;
         }
-        Ok(id)
+        Ok(())
     }
 
     fn flush_pack(&mut self, kind: BlobType) -> Result<()> {
@@ -180,6 +183,9 @@ impl<'r> BlobSaver<'r> {
     /// Uploads what is left, waits for every upload and writes the last index object.
     /// Returns the packs written in this run, for the caller's in-memory index.
     pub fn finish(mut self) -> Result<(Vec<IndexedPack>, SaverStats)> {
+        for blob in self.pool.finish()? {
+            self.pack(blob)?;
+        }
         self.flush_pack(BlobType::Data)?;
         self.flush_pack(BlobType::Tree)?;
         while !self.uploads.is_empty() {

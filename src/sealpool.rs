@@ -1,0 +1,186 @@
+//! A pool of threads that compress and seal blobs while the caller goes on reading and
+//! chunking: the CPU-heavy half of a backup runs on every core.
+//!
+//! The pool is bounded: at most [`SealPool::limit`] blobs are in flight (queued, being sealed
+//! or sealed and not yet taken), so memory stays bounded whatever the input. Sealed blobs come
+//! back in completion order; the caller packs them in that order, since a pack's layout does
+//! not depend on the order of its blobs.
+
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::blob::{BlobType, Sealer};
+use crate::crypto::Keys;
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::BlobId;
+
+/// A blob ready to be packed.
+pub struct SealedBlob {
+    /// Data or tree.
+    pub kind: BlobType,
+    /// Its keyed id.
+    pub id: BlobId,
+    /// `nonce ‖ ciphertext ‖ tag`.
+    pub sealed: Vec<u8>,
+    /// Length of the plaintext.
+    pub raw_len: usize,
+}
+
+struct Job {
+    kind: BlobType,
+    id: BlobId,
+    plain: Vec<u8>,
+}
+
+/// Worker threads sealing blobs; see the module header.
+pub struct SealPool {
+    jobs: Option<SyncSender<Job>>,
+    done: Receiver<Result<SealedBlob>>,
+    workers: Vec<JoinHandle<()>>,
+    in_flight: usize,
+    limit: usize,
+}
+
+impl SealPool {
+    /// Starts one worker per core (at least one), compressing at zstd `level`.
+    pub fn new(keys: Arc<Keys>, level: i32) -> Result<Self> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Fail here, not in a worker, if the level is unusable.
+        Sealer::new(&keys, level)?;
+        let (jobs, queue) = sync_channel::<Job>(threads);
+        let queue = Arc::new(Mutex::new(queue));
+        let (results, done) = channel();
+        let workers = (0..threads)
+            .map(|i| {
+                let (keys, queue, results) =
+                    (Arc::clone(&keys), Arc::clone(&queue), results.clone());
+                std::thread::Builder::new()
+                    .name(format!("coffer-seal-{i}"))
+                    .spawn(move || work(&keys, level, &queue, &results))
+                    .map_err(|e| Error::io("starting a sealing thread", e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SealPool {
+            jobs: Some(jobs),
+            done,
+            workers,
+            in_flight: 0,
+            limit: 2 * threads + 2,
+        })
+    }
+
+    /// Most blobs in flight at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Queues `plain` to be sealed as blob `id`. When the pool is full, first waits for one
+    /// blob and returns it (with any others already done), so the caller can pack them.
+    pub fn submit(
+        &mut self,
+        kind: BlobType,
+        id: BlobId,
+        plain: Vec<u8>,
+    ) -> Result<Vec<SealedBlob>> {
+        let mut ready = Vec::new();
+        if self.in_flight >= self.limit {
+            ready.push(self.next()?);
+        }
+        self.jobs
+            .as_ref()
+            .and_then(|jobs| jobs.send(Job { kind, id, plain }).ok())
+            .ok_or_else(stopped)?;
+        self.in_flight += 1;
+        while let Ok(done) = self.done.try_recv() {
+            self.in_flight -= 1;
+            ready.push(done?);
+        }
+        Ok(ready)
+    }
+
+    /// Waits for every queued blob and stops the workers; the pool takes no more blobs.
+    pub fn finish(&mut self) -> Result<Vec<SealedBlob>> {
+        self.jobs = None;
+        let mut ready = Vec::with_capacity(self.in_flight);
+        while self.in_flight > 0 {
+            ready.push(self.next()?);
+        }
+        for worker in self.workers.drain(..) {
+            worker.join().map_err(|_| stopped())?;
+        }
+        Ok(ready)
+    }
+
+    fn next(&mut self) -> Result<SealedBlob> {
+        let done = self.done.recv().map_err(|_| stopped())?;
+        self.in_flight -= 1;
+        done
+    }
+}
+
+fn stopped() -> Error {
+    Error::new(ErrorKind::Io, "a sealing thread stopped unexpectedly")
+}
+
+fn work(
+    keys: &Keys,
+    level: i32,
+    queue: &Mutex<Receiver<Job>>,
+    results: &Sender<Result<SealedBlob>>,
+) {
+    let Ok(mut sealer) = Sealer::new(keys, level) else {
+        return;
+    };
+    loop {
+        // Hold the lock only to take a job, never while sealing.
+        let job = match queue.lock() {
+            Ok(queue) => queue.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        let sealed = sealer
+            .seal(job.kind, &job.id, &job.plain)
+            .map(|sealed| SealedBlob {
+                kind: job.kind,
+                id: job.id,
+                sealed,
+                raw_len: job.plain.len(),
+            });
+        if results.send(sealed).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::open_blob;
+    use crate::crypto::{Cipher, SecretKey};
+
+    #[test]
+    fn seals_everything_submitted_within_the_bound() {
+        let keys = Arc::new(Keys::derive(
+            &SecretKey::from_bytes([7; 32]),
+            Cipher::Aes256Gcm,
+        ));
+        let mut pool = SealPool::new(Arc::clone(&keys), 3).unwrap();
+        let mut sealed = Vec::new();
+        let blobs: Vec<Vec<u8>> = (0..100u32)
+            .map(|i| i.to_le_bytes().repeat(1000 + i as usize))
+            .collect();
+        for plain in &blobs {
+            let id = BlobId(keys.blob_id(plain));
+            sealed.extend(pool.submit(BlobType::Data, id, plain.clone()).unwrap());
+            assert!(pool.in_flight <= pool.limit());
+        }
+        sealed.extend(pool.finish().unwrap());
+        assert_eq!(sealed.len(), blobs.len());
+        for blob in sealed {
+            let plain = open_blob(&keys, blob.kind, &blob.id, &blob.sealed).unwrap();
+            assert_eq!(plain.len(), blob.raw_len);
+            assert!(blobs.contains(&plain));
+        }
+    }
+}

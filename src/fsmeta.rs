@@ -153,13 +153,18 @@ pub fn make_special(path: &Path, node: &Node) -> Result<()> {
         .map_err(|e| Error::io(format!("creating {}", path.display()), e.into()))
 }
 
-/// Applies ownership (as root), xattrs, permission bits and times. Returns the problems
+/// Applies ownership (as root), xattrs, permission bits and times, in that order. Returns the problems
 /// met, as warnings: metadata that could not be set does not lose data.
 pub fn apply_metadata(path: &Path, node: &Node, as_root: bool) -> Vec<String> {
     let mut warnings = Vec::new();
     let mut note = |what: &str, e: std::io::Error| {
         warnings.push(format!("{}: cannot set {what}: {e}", path.display()))
     };
+    // Owner first: changing it clears file capabilities (`security.capability`), which the
+    // xattrs then set again.
+    if as_root && let Err(e) = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid)) {
+        note("owner", e);
+    }
     if node.kind != NodeKind::Symlink {
         for x in &node.xattrs {
             let name = std::ffi::OsStr::from_bytes(&x.name);
@@ -167,9 +172,6 @@ pub fn apply_metadata(path: &Path, node: &Node, as_root: bool) -> Vec<String> {
                 note("extended attribute", e);
             }
         }
-    }
-    if as_root && let Err(e) = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid)) {
-        note("owner", e);
     }
     if node.kind != NodeKind::Symlink
         && let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode))
@@ -193,6 +195,32 @@ pub fn apply_metadata(path: &Path, node: &Node, as_root: bool) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_capabilities_survive_the_owner_change() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // Only root may set `security.capability`.
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("helper");
+        std::fs::write(&p, b"x").unwrap();
+        // VFS_CAP_REVISION_2: magic, then permitted/inheritable words (CAP_NET_RAW permitted).
+        let mut cap = vec![0u8; 20];
+        cap[..4].copy_from_slice(&0x0200_0000u32.to_le_bytes());
+        cap[4..8].copy_from_slice(&(1u32 << 13).to_le_bytes());
+        let mut node = node_from_metadata(
+            b"helper",
+            &std::fs::symlink_metadata(&p).unwrap(),
+            &mut OwnerNames::default(),
+        );
+        node.uid = 1234;
+        node.xattrs = vec![crate::tree::Xattr {
+            name: b"security.capability".to_vec(),
+            value: cap.clone(),
+        }];
+        assert!(apply_metadata(&p, &node, true).is_empty());
+        assert_eq!(xattr::get(&p, "security.capability").unwrap(), Some(cap));
+    }
 
     #[test]
     fn reads_and_applies_times_before_1970() {

@@ -14,7 +14,7 @@ use crate::config::{self, Config};
 use crate::crypto::{Cipher, Keys, MasterKey, SecretKey};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{BlobId, ObjectId};
-use crate::index::{Index, open_index};
+use crate::index::{Index, Location, open_index};
 use crate::keyslot::{self, KdfParams, Passphrase, RecoveryKey, SlotInfo, SlotKind};
 use crate::snapshot::Snapshot;
 use crate::store::Store;
@@ -49,6 +49,9 @@ impl Default for InitOptions {
         }
     }
 }
+
+/// The most bytes one ranged read of a pack fetches when reading several blobs.
+pub const MAX_BATCH_READ: u64 = 8 << 20;
 
 /// An open repository.
 pub struct Repository {
@@ -255,17 +258,70 @@ impl Repository {
 
     /// Reads, opens and verifies one blob.
     pub fn read_blob(&self, kind: BlobType, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self.index.get(id).ok_or_else(|| {
-            Error::corrupt(format!(
-                "blob {} is not in the index (missing data)",
-                id.short()
-            ))
+        let mut plain = None;
+        self.read_blobs(kind, std::slice::from_ref(id), |blob| {
+            plain = Some(blob);
+            Ok(())
         })?;
-        let start = u64::from(loc.offset);
-        let sealed = self
-            .store
-            .get_range(&pack_name(&loc.pack), start..start + u64::from(loc.length))?;
-        let plain = open_blob(&self.keys, kind, id, &sealed)
+        plain.ok_or_else(|| Error::corrupt(format!("blob {} was not read", id.short())))
+    }
+
+    /// Reads, opens and verifies `ids` in order, handing each plaintext to `each`. Blobs that
+    /// lie next to each other in one pack are fetched with one ranged read (up to
+    /// [`MAX_BATCH_READ`] bytes), so a file's chunks cost one request, not one each.
+    pub fn read_blobs(
+        &self,
+        kind: BlobType,
+        ids: &[BlobId],
+        mut each: impl FnMut(Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
+        let locate = |id: &BlobId| {
+            self.index.get(id).ok_or_else(|| {
+                Error::corrupt(format!(
+                    "blob {} is not in the index (missing data)",
+                    id.short()
+                ))
+            })
+        };
+        let mut rest = ids;
+        while let Some(first) = rest.first() {
+            let first = locate(first)?;
+            let start = u64::from(first.offset);
+            let mut end = start + u64::from(first.length);
+            let mut batch = vec![first];
+            for id in &rest[1..] {
+                let loc = locate(id)?;
+                let len = u64::from(loc.length);
+                if loc.pack != first.pack
+                    || u64::from(loc.offset) != end
+                    || end + len - start > MAX_BATCH_READ
+                {
+                    break;
+                }
+                end += len;
+                batch.push(loc);
+            }
+            let bytes = self.store.get_range(&pack_name(&first.pack), start..end)?;
+            for (id, loc) in rest.iter().zip(&batch) {
+                let at = (u64::from(loc.offset) - start) as usize;
+                let sealed = bytes.get(at..at + loc.length as usize).ok_or_else(|| {
+                    Error::corrupt(format!("pack {} is truncated", loc.pack.short()))
+                })?;
+                each(self.open_located(kind, id, loc, sealed)?)?;
+            }
+            rest = &rest[batch.len()..];
+        }
+        Ok(())
+    }
+
+    fn open_located(
+        &self,
+        kind: BlobType,
+        id: &BlobId,
+        loc: &Location,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>> {
+        let plain = open_blob(&self.keys, kind, id, sealed)
             .map_err(|e| e.context(format!("pack {}", loc.pack.short())))?;
         if plain.len() != loc.raw_length as usize {
             return Err(Error::corrupt(format!(

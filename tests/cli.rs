@@ -145,7 +145,10 @@ fn incremental_backup_json_summary() {
     assert_eq!(second["summary"]["files_new"], 0);
     let forced = env.json(&["backup", "--force", src.to_str().unwrap()]);
     assert!(forced["summary"]["bytes_read"].as_u64().unwrap() > 0);
-    assert_eq!(forced["summary"]["blobs_added"], 0);
+    // No content is new. Only the trees of the directories above `src` may be: other tests
+    // running at the same time create entries in /tmp and so change its mtime.
+    let ancestors = src.ancestors().count() as u64 - 1;
+    assert!(forced["summary"]["blobs_added"].as_u64().unwrap() <= ancestors);
 }
 
 #[test]

@@ -140,8 +140,9 @@ pub fn check(repo: &mut Repository, opts: CheckOptions) -> Result<CheckReport> {
     let indexed = load_index(repo, &mut report)?;
     let mut index = Index::default();
     for p in &indexed {
-        index.add_pack(p);
+        index.push_pack(p);
     }
+    index.sort();
     report.packs = index.packs().len();
     report.blobs = index.len();
     *repo.index_mut() = index;

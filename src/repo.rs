@@ -206,14 +206,21 @@ impl Repository {
 
     /// Reads every index object again.
     pub fn reload_index(&mut self) -> Result<()> {
-        let mut index = Index::default();
-        for (name, _) in self.store.list("index")? {
+        let objects = self.store.list("index")?;
+        // One allocation of the right size: no doubling on the way to millions of entries.
+        let room = objects
+            .iter()
+            .map(|(_, size)| Index::max_entries(*size))
+            .sum();
+        let mut index = Index::with_capacity(room);
+        for (name, _) in objects {
             let sealed = self.store.get(&name)?;
             check_name(&name, &sealed)?;
             for pack in open_index(&self.keys, &sealed).map_err(|e| e.context(&name))? {
-                index.add_pack(&pack);
+                index.push_pack(&pack);
             }
         }
+        index.sort();
         self.index = index;
         Ok(())
     }

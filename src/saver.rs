@@ -199,6 +199,7 @@ impl<'r> BlobSaver<'r> {
 /// Adds a run's packs to an in-memory index.
 pub fn add_to_index(index: &mut Index, packs: &[IndexedPack]) {
     for p in packs {
-        index.add_pack(p);
+        index.push_pack(p);
     }
+    index.sort();
 }

@@ -361,24 +361,25 @@ impl<'r, 'p> Walker<'r, 'p> {
         root_dev: u64,
         parent: Option<&Tree>,
     ) -> Result<Vec<Node>> {
-        let mut names: Vec<Vec<u8>> = match std::fs::read_dir(path) {
+        let mut entries: Vec<(Vec<u8>, std::fs::DirEntry)> = match std::fs::read_dir(path) {
             Ok(rd) => rd
                 .filter_map(|e| e.ok())
-                .map(|e| e.file_name().as_bytes().to_vec())
+                .map(|e| (e.file_name().as_bytes().to_vec(), e))
                 .collect(),
             Err(e) => {
                 self.warn(format!("{}: cannot list directory: {e}", path.display()));
                 return Ok(Vec::new());
             }
         };
-        names.sort();
-        let mut nodes = Vec::with_capacity(names.len());
-        for name in names {
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut nodes = Vec::with_capacity(entries.len());
+        for (name, dir_entry) in entries {
             let child = path.join(OsStr::from_bytes(&name));
             if self.excludes.matches(child.as_os_str().as_bytes(), &name) {
                 continue;
             }
-            let meta = match std::fs::symlink_metadata(&child) {
+            // Relative to the open directory (no path walk); does not follow symlinks.
+            let meta = match dir_entry.metadata() {
                 Ok(m) => m,
                 Err(e) => {
                     self.warn(format!("{}: cannot read metadata: {e}", child.display()));
@@ -401,9 +402,14 @@ impl<'r, 'p> Walker<'r, 'p> {
         old: Option<&Node>,
     ) -> Result<Option<Node>> {
         let mut node = fsmeta::node_from_metadata(name, meta, &mut self.owners);
-        match fsmeta::read_xattrs(path) {
-            Ok(x) => node.xattrs = x,
-            Err(e) => self.warn(e.to_string()),
+        // Changing an extended attribute changes the ctime: with the same inode and ctime as
+        // in the parent snapshot, the recorded attributes still hold and need no syscall.
+        match old.filter(|o| (o.kind, o.inode, o.ctime) == (node.kind, node.inode, node.ctime)) {
+            Some(old) => node.xattrs = old.xattrs.clone(),
+            None => match fsmeta::read_xattrs(path) {
+                Ok(x) => node.xattrs = x,
+                Err(e) => self.warn(e.to_string()),
+            },
         }
         match node.kind {
             NodeKind::Dir => {

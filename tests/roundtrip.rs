@@ -158,16 +158,33 @@ fn incremental_backup_reads_only_changed_files() {
     let third = backup(&mut repo, paths_opts(&[&src]), &NoProgress).unwrap();
     assert_eq!(third.snapshot.summary.files_changed, 1);
     assert_eq!(third.snapshot.summary.bytes_read, 8);
+    // Unchanged files reuse their recorded xattrs; a new attribute changes the ctime, so it
+    // is read again.
+    xattr::set(src.join("regular.txt"), "user.coffer-test", b"later").unwrap();
+    let with_xattr = backup(&mut repo, paths_opts(&[&src]), &NoProgress).unwrap();
+    let mut found = None;
+    repo.walk(&with_xattr.snapshot.tree, &mut |path, node| {
+        if path.ends_with(b"/regular.txt") {
+            found = Some(node.xattrs.clone());
+        }
+        Ok(())
+    })
+    .unwrap();
+    let xattrs = found.expect("regular.txt in the snapshot");
+    assert!(
+        xattrs
+            .iter()
+            .any(|x| x.name == b"user.coffer-test" && x.value == b"later")
+    );
     let forced = BackupOptions {
         parent: ParentChoice::None,
         ..paths_opts(&[&src])
     };
     let fourth = backup(&mut repo, forced, &NoProgress).unwrap();
     assert!(fourth.snapshot.summary.bytes_read > 4_000_000);
-    assert_eq!(
-        fourth.snapshot.summary.blobs_added, 0,
-        "everything deduplicates"
-    );
+    // Everything deduplicates but the trees above `src`, whose mtimes other tests change.
+    let ancestors = src.ancestors().count() as u64 - 1;
+    assert!(fourth.snapshot.summary.blobs_added <= ancestors);
 }
 
 #[test]

@@ -161,17 +161,17 @@ def plan_mixed(rng: random.Random, scale: float) -> list[Entry]:
         return os.path.join(rng.choice(dirs), name)
 
     entries = []
-    for i in range(count(47_000)):  # source, notes, configs: median 3 KB, up to 512 KiB
-        size = min(512 * KiB, int(rng.lognormvariate(math.log(3_000), 1.2)))
+    for i in range(count(47_000)):  # source, notes, configs: median 6 KB, up to 512 KiB
+        size = min(512 * KiB, int(rng.lognormvariate(math.log(6_000), 1.2)))
         ext = rng.choice(("txt", "md", "rs", "py", "json", "html", "csv", "log"))
         entries.append(Entry(place(f"file-{i}.{ext}"), "text", size))
-    for i in range(count(2_400)):  # binaries and documents: median 48 KiB, up to 8 MiB
-        size = min(8 * MiB, int(rng.lognormvariate(math.log(48 * KiB), 1.3)))
+    for i in range(count(2_400)):  # binaries and documents: median 96 KiB, up to 8 MiB
+        size = min(8 * MiB, int(rng.lognormvariate(math.log(96 * KiB), 1.3)))
         ext = rng.choice(("bin", "so", "db", "pdf", "docx", "o"))
         entries.append(Entry(place(f"blob-{i}.{ext}"), "binary", size))
-    for i in range(count(40)):  # photos and videos: 1-48 MiB, incompressible
+    for i in range(count(12)):  # photos and videos: 1-24 MiB, incompressible
         ext = rng.choice(("jpg", "mp4", "mkv", "png"))
-        entries.append(Entry(place(f"media-{i}.{ext}"), "random", rng.randint(MiB, 48 * MiB)))
+        entries.append(Entry(place(f"media-{i}.{ext}"), "random", rng.randint(MiB, 24 * MiB)))
     entries += [Entry(place(f"empty-{i}"), "text", 0) for i in range(count(100))]
     originals = [e for e in entries if e.kind in ("text", "binary") and e.size]
     for i in range(count(500)):
@@ -964,8 +964,8 @@ def table(record: dict, dataset: str) -> list[str]:
 
 DESCRIPTIONS = {
     "mixed": "a home-directory-like tree nested up to 6 levels: about 47,000 text files "
-             "(log-normal sizes, median 3 KB), 2,400 semi-compressible binaries (median 48 KiB, up "
-             "to 8 MiB), 40 incompressible media files of 1–48 MiB, 100 empty files, 500 duplicates "
+             "(log-normal sizes, median 6 KB), 2,400 semi-compressible binaries (median 96 KiB, up "
+             "to 8 MiB), 12 incompressible media files of 1–24 MiB, 100 empty files, 500 duplicates "
              "and 100 symlinks (at scale 1: > 50,000 files, > 1 GiB)",
     "small": "100,000 files of 1–10 KiB (85% text, 15% semi-compressible binary), 100 per "
              "directory",

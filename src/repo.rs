@@ -16,6 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::id::{BlobId, ObjectId};
 use crate::index::{Index, Location, open_index};
 use crate::keyslot::{self, KdfParams, Passphrase, RecoveryKey, SlotInfo, SlotKind};
+use crate::readahead::ReadAhead;
 use crate::snapshot::Snapshot;
 use crate::store::Store;
 use crate::tree::{Node, Tree};
@@ -61,6 +62,7 @@ pub struct Repository {
     master: MasterKey,
     slot: String,
     index: Index,
+    read_ahead: ReadAhead,
 }
 
 /// Snapshots with their ids, oldest first.
@@ -169,6 +171,7 @@ impl Repository {
             master,
             slot: slot_name,
             index: Index::default(),
+            read_ahead: ReadAhead::default(),
         };
         Ok((repo, recovery))
     }
@@ -201,6 +204,7 @@ impl Repository {
             master,
             slot,
             index: Index::default(),
+            read_ahead: ReadAhead::default(),
         })
     }
 
@@ -308,7 +312,13 @@ impl Repository {
                 end += len;
                 batch.push(loc);
             }
-            let bytes = self.store.get_range(&pack_name(&first.pack), start..end)?;
+            let name = pack_name(&first.pack);
+            let pack_size = self.index.packs().get(&first.pack).copied().unwrap_or(end);
+            let bytes = self
+                .read_ahead
+                .read(&first.pack, pack_size, start..end, |r| {
+                    self.store.get_range(&name, r)
+                })?;
             for (id, loc) in rest.iter().zip(&batch) {
                 let at = (u64::from(loc.offset) - start) as usize;
                 let sealed = bytes.get(at..at + loc.length as usize).ok_or_else(|| {

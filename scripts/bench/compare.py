@@ -624,8 +624,7 @@ class Bench:
                 result["status"] = "failed"
                 result["error"] = f"restored tree differs from the source: {difference}"
                 self.fail(f"{label}: {tool.name} restore MISMATCH: {difference} (restored into {target})")
-        if not self.args.keep and result["status"] == "ok":
-            remove(target)
+        # Restored trees are removed only after every tool has restored (see `dataset`).
         return result
 
     def dataset(self, name: str, seed: int) -> dict:
@@ -694,6 +693,12 @@ class Bench:
         if not self.args.keep:
             remove(self.work / "tools" / name)
             remove(source)
+        # Deleting a restored tree between two tools' restores would slow the next one down:
+        # ext4 skips inodes freed in the last minutes when it allocates new ones, checking each.
+        # So every tool restores into a file system in the same state, and deletion waits.
+        if not self.args.keep:
+            remove(self.work / "restore")
+        os.sync()
         return record
 
     def s3(self, source: Path, expected: dict[str, tuple]) -> dict:

@@ -109,8 +109,36 @@ pub fn seal_blob(
 /// No blob decompresses to more than this (chunks are at most 64 MiB; huge trees fit).
 const MAX_PLAINTEXT: u64 = 1 << 30;
 
+thread_local! {
+    /// One zstd decompression context per thread: creating one costs more than decompressing
+    /// a small blob.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 fn decompress(body: &[u8]) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
+    // Frames written by `Sealer` record their content size: decompress into a buffer of
+    // exactly that size with this thread's context. Others (or an implausible size) stream.
+    let known = zstd::zstd_safe::get_frame_content_size(body)
+        .ok()
+        .flatten()
+        .filter(|&n| n <= MAX_PLAINTEXT);
+    if let Some(size) = known {
+        return DECOMPRESSOR.with_borrow_mut(|slot| {
+            let d = match slot {
+                Some(d) => d,
+                None => slot.insert(zstd::bulk::Decompressor::new()?),
+            };
+            let out = d.decompress(body, size as usize)?;
+            if out.len() as u64 != size {
+                return Err(std::io::Error::other(
+                    "zstd frame shorter than its content size",
+                ));
+            }
+            Ok(out)
+        });
+    }
     let mut out = Vec::new();
     zstd::stream::Decoder::new(body)?
         .take(MAX_PLAINTEXT + 1)

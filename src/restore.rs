@@ -19,7 +19,8 @@ use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::time::Duration;
 
 use crate::blob::BlobType;
 use crate::error::{Error, ErrorKind, Result};
@@ -91,18 +92,30 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
         written: &written,
         out: RestoreOutcome::default(),
     };
+    let (stop_flushing, flush_stop) = std::sync::mpsc::channel::<()>();
     let walked = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| scope.spawn(|| write_files(repo, as_root, &queue, &written)))
+        let target = &opts.target;
+        scope.spawn(move || flush_while_restoring(target, &flush_stop));
+        let workers: Result<Vec<_>> = (0..threads)
+            .map(|i| {
+                std::thread::Builder::new()
+                    .name(format!("coffer-restore-{i}"))
+                    .spawn_scoped(scope, || write_files(repo, as_root, &queue, &written))
+                    .map_err(|e| Error::io("starting a restore thread", e))
+            })
             .collect();
-        let everything = !r.filtering();
-        let walked = r.dir(&tree.nodes, b"", &opts.target, everything);
-        // Closing the queue lets the workers finish.
+        let walked = match &workers {
+            Ok(_) => r.dir(&tree.nodes, b"", &opts.target, !r.filtering()),
+            Err(_) => Ok(false),
+        };
+        // Closing the queue lets the workers finish (also when one could not be started).
         r.jobs = None;
-        for worker in workers {
-            worker.join().map_err(|_| worker_died())?;
-        }
-        walked
+        let workers = workers?;
+        let joined = workers
+            .into_iter()
+            .try_for_each(|w| w.join().map_err(|_| worker_died()));
+        drop(stop_flushing);
+        joined.and(walked)
     });
     let state = std::mem::take(&mut *written.lock().map_err(|_| worker_died())?);
     if let Some(e) = state.fatal {
@@ -217,6 +230,15 @@ fn write_content(repo: &Repository, node: &Node, mut file: File, path: &Path) ->
 
 /// Flushes everything written to the target's file system, once, so that a finished restore
 /// is on disk (one `syncfs` costs far less than an `fsync` per file).
+/// Flushes the target's file system every half second until `stop` closes, so the disk
+/// writes overlap the restore and the final sync has little left to do. Errors are left to
+/// the final sync to report.
+fn flush_while_restoring(target: &Path, stop: &Receiver<()>) {
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(500)) {
+        let _ = sync_file_system(target);
+    }
+}
+
 fn sync_file_system(target: &Path) -> Result<()> {
     let dir = File::open(target).map_err(|e| local_write_error(target, e))?;
     nix::unistd::syncfs(&dir).map_err(|e| local_write_error(target, e.into()))

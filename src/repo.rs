@@ -43,7 +43,7 @@ impl Default for InitOptions {
         InitOptions {
             cipher: Cipher::Aes256Gcm,
             chunker: ChunkerParams::default(),
-            compression: 3,
+            compression: 1,
             pack_size: 32 * 1024 * 1024,
             kdf: KdfParams::default(),
             recovery_key: false,

@@ -36,6 +36,11 @@ impl Passphrase {
         self.0.as_bytes()
     }
 
+    /// Whether this has the form of a recovery key, so recovery slots are worth trying first.
+    pub fn is_recovery_key(&self) -> bool {
+        self.as_recovery_key().is_some()
+    }
+
     /// The 32 bytes of a recovery key, if this is one (64 hex digits, dashes and spaces allowed).
     fn as_recovery_key(&self) -> Option<SecretKey> {
         let digits: Zeroizing<String> = Zeroizing::new(

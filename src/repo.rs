@@ -490,10 +490,11 @@ fn unlock_any(
     }
     let mut unreadable = Vec::new();
     let total = slots.len();
+    let mut decoded = Vec::with_capacity(total);
     for (name, _) in slots {
         let bytes = store.get(&name)?;
         // A slot is named by its hash, so damage is told apart from a wrong passphrase.
-        let opened = check_name(&name, &bytes)
+        let slot = check_name(&name, &bytes)
             .and_then(|_| keyslot::decode(&bytes))
             .and_then(|slot| {
                 if slot.repo_id != repo_id {
@@ -501,9 +502,20 @@ fn unlock_any(
                         "{name} belongs to another repository"
                     )));
                 }
-                slot.unlock(passphrase)
+                Ok(slot)
             });
-        match opened {
+        match slot {
+            Ok(slot) => decoded.push((name, slot)),
+            Err(e) => unreadable.push(e.to_string()),
+        }
+    }
+    // A recovery key (a key file for unattended runs) opens its slot without running
+    // Argon2id on the passphrase slots first.
+    if passphrase.is_recovery_key() {
+        decoded.sort_by_key(|(_, slot)| slot.kind != SlotKind::Recovery);
+    }
+    for (name, slot) in decoded {
+        match slot.unlock(passphrase) {
             Ok(Some(master)) => return Ok((master, name)),
             Ok(None) => {}
             Err(e) => unreadable.push(e.to_string()),

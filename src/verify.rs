@@ -63,6 +63,8 @@ pub fn verify_restored(
     let as_root = nix::unistd::geteuid().is_root();
     let mut counts = Verified::default();
     let mut failures = Vec::new();
+    // Content is hashed after the walk, on every core: (shown path, path, expected BLAKE3).
+    let mut contents: Vec<(String, PathBuf, String)> = Vec::new();
     let mut links: BTreeMap<(u64, u64), Vec<(String, PathBuf)>> = BTreeMap::new();
     repo.walk(root, &mut |snap_path, node| {
         let shown = String::from_utf8_lossy(snap_path).into_owned();
@@ -99,7 +101,8 @@ pub fn verify_restored(
             NodeKind::File => {
                 counts.files += 1;
                 counts.bytes += meta.size();
-                compare_content(node, &path, &mut fail);
+                let expected = node.blake3.map(|h| h.to_hex()).unwrap_or_default();
+                contents.push((shown.clone(), path.clone(), expected));
                 if node.links > 1 {
                     links
                         .entry((node.device, node.inode))
@@ -153,7 +156,59 @@ pub fn verify_restored(
             }
         }
     }
+    failures.extend(compare_contents(&contents));
     Ok((counts, failures))
+}
+
+/// Hashes the files on one thread per core and returns a failure for every mismatch.
+fn compare_contents(files: &[(String, PathBuf, String)]) -> Vec<Failure> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let check = || {
+        let mut failures = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some((shown, path, expected)) = files.get(i) else {
+                return failures;
+            };
+            let found = match hash_file(path) {
+                Ok(found) if found == *expected => continue,
+                Ok(found) => found,
+                Err(e) => format!("unreadable: {e}"),
+            };
+            failures.push((
+                i,
+                Failure {
+                    path: shown.clone(),
+                    check: "blake3".into(),
+                    expected: expected.clone(),
+                    found,
+                },
+            ));
+        }
+    };
+    let mut failures: Vec<(usize, Failure)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (1..threads).map(|_| scope.spawn(check)).collect();
+        let mut all = check();
+        for worker in workers {
+            match worker.join() {
+                Ok(failures) => all.extend(failures),
+                Err(_) => all.push((
+                    usize::MAX,
+                    Failure {
+                        path: "(verification)".into(),
+                        check: "blake3".into(),
+                        expected: "every file hashed".into(),
+                        found: "a hashing thread stopped; not every file was checked".into(),
+                    },
+                )),
+            }
+        }
+        all
+    });
+    // In walk order, whichever thread found them.
+    failures.sort_by_key(|(i, _)| *i);
+    failures.into_iter().map(|(_, f)| f).collect()
 }
 
 fn compare_metadata(
@@ -190,15 +245,6 @@ fn compare_metadata(
             format!("{}:{}", node.uid, node.gid),
             format!("{}:{}", meta.uid(), meta.gid()),
         );
-    }
-}
-
-fn compare_content(node: &Node, path: &Path, fail: &mut dyn FnMut(&str, String, String)) {
-    let expected = node.blake3.map(|h| h.to_hex()).unwrap_or_default();
-    match hash_file(path) {
-        Ok(found) if found == expected => {}
-        Ok(found) => fail("blake3", expected, found),
-        Err(e) => fail("blake3", expected, format!("unreadable: {e}")),
     }
 }
 

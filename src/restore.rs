@@ -75,7 +75,8 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
         .map_err(|e| Error::io(format!("creating target {}", opts.target.display()), e))?;
     let tree = repo.load_tree(root)?;
     let as_root = nix::unistd::geteuid().is_root();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Two workers per core: while one waits for a read or the disk, the other decrypts.
+    let threads = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
     let written = Mutex::new(Written::default());
     let (jobs, queue) = sync_channel(4 * threads);
     let queue = Mutex::new(queue);

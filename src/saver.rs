@@ -2,8 +2,9 @@
 //!
 //! Blobs already in the index, or already saved in this run, are skipped. New blobs are
 //! compressed and sealed by a [`SealPool`] on every core and packed into a data or tree pack
-//! as they come back; a full pack is uploaded in the background (a bounded number at a time). Index objects are written only for packs whose upload has
-//! finished, so an index never names a missing pack. The caller writes the snapshot only after
+//! as they come back; a full pack is uploaded in the background (a bounded number at a time).
+//! Index objects are written only for packs whose upload has finished, so an index never
+//! names a missing pack. The caller writes the snapshot only after
 //! [`BlobSaver::finish`], which gives the order packs → index → snapshot.
 
 use std::collections::{HashSet, VecDeque};

@@ -159,11 +159,28 @@ impl Entry {
     }
 }
 
+/// Ids are uniformly random: their first 8 bytes, as a number, order them almost always
+/// without a byte-wise comparison of all 32.
+fn prefix(id: &BlobId) -> u64 {
+    let mut head = [0; 8];
+    head.copy_from_slice(&id.0[..8]);
+    u64::from_be_bytes(head)
+}
+
+fn by_id(a: &BlobId, b: &BlobId) -> std::cmp::Ordering {
+    prefix(a).cmp(&prefix(b)).then_with(|| a.0.cmp(&b.0))
+}
+
+/// Bits of an id's prefix that pick its bucket in the fence.
+const FENCE_BITS: u32 = 16;
+
 /// The in-memory index of every blob in the repository.
 ///
-/// A flat array of 48-byte entries sorted by id, searched by bisection: a third of the
-/// memory of a hash map of the same blobs, and built with one allocation of the right size
-/// (see [`Index::with_capacity`]), so 10^7 blobs take under 500 MB. Entries pushed since the
+/// A flat array of 48-byte entries sorted by id: a third of the memory of a hash map of the
+/// same blobs, and built with one allocation of the right size (see [`Index::with_capacity`]),
+/// so 10^7 blobs take under 500 MB. A fence of 2^16 offsets (256 KiB) says where the ids
+/// starting with each 16-bit prefix begin, so a lookup bisects only its bucket (about 150
+/// entries at 10^7 blobs), close together in memory. Entries pushed since the
 /// last [`Index::sort`] are searched linearly, so lookups are always right; callers sort
 /// after adding many packs.
 #[derive(Default)]
@@ -173,6 +190,9 @@ pub struct Index {
     entries: Vec<Entry>,
     /// `entries[..sorted]` is sorted by id with no duplicates.
     sorted: usize,
+    /// `fence[p]`: the first sorted entry whose id's top [`FENCE_BITS`] are at least `p`;
+    /// empty until the first sort.
+    fence: Vec<u32>,
 }
 
 impl Index {
@@ -221,18 +241,31 @@ impl Index {
         if self.sorted == self.entries.len() {
             return;
         }
-        self.entries.sort_unstable_by(|a, b| {
-            a.id.0
-                .cmp(&b.id.0)
-                .then(a.pack_index().cmp(&b.pack_index()))
-        });
+        self.entries
+            .sort_unstable_by(|a, b| by_id(&a.id, &b.id).then(a.pack_index().cmp(&b.pack_index())));
         self.entries.dedup_by(|later, first| later.id == first.id);
         self.sorted = self.entries.len();
+        let buckets = 1usize << FENCE_BITS;
+        self.fence.clear();
+        self.fence.reserve_exact(buckets + 1);
+        let mut at = 0;
+        for bucket in 0..buckets as u64 {
+            while at < self.sorted && prefix(&self.entries[at].id) >> (64 - FENCE_BITS) < bucket {
+                at += 1;
+            }
+            self.fence.push(at as u32);
+        }
+        self.fence.push(self.sorted as u32);
     }
 
     fn find(&self, id: &BlobId) -> Option<&Entry> {
-        let sorted = &self.entries[..self.sorted];
-        match sorted.binary_search_by(|e| e.id.0.cmp(&id.0)) {
+        let bucket = (prefix(id) >> (64 - FENCE_BITS)) as usize;
+        let (lo, hi) = match self.fence.get(bucket..bucket + 2) {
+            Some(&[lo, hi]) => (lo as usize, hi as usize),
+            _ => (0, self.sorted),
+        };
+        let sorted = &self.entries[lo..hi];
+        match sorted.binary_search_by(|e| by_id(&e.id, id)) {
             Ok(i) => Some(&sorted[i]),
             Err(_) => self.entries[self.sorted..].iter().find(|e| e.id == *id),
         }
@@ -316,6 +349,43 @@ mod tests {
         assert!(idx.contains(&BlobId([1; 32])));
         assert!(idx.contains(&BlobId([5; 32])));
     }
+
+    #[test]
+    fn fenced_lookups_find_every_blob_and_no_other() {
+        // Random ids, plus pairs that share their first 8 bytes and the extremes of the range.
+        let mut ids: Vec<BlobId> = (0u32..20_000)
+            .map(|i| BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes()))
+            .collect();
+        for i in 0..100 {
+            let mut twin = ids[i].0;
+            twin[31] ^= 1;
+            ids.push(BlobId(twin));
+        }
+        ids.extend([BlobId([0; 32]), BlobId([0xff; 32])]);
+        let (stored, absent) = ids.split_at(ids.len() - 1000);
+        let mut idx = Index::with_capacity(stored.len());
+        for (n, blobs) in stored.chunks(700).enumerate() {
+            let entries = blobs
+                .iter()
+                .map(|&id| PackEntry {
+                    kind: BlobType::Data,
+                    id,
+                    offset: 0,
+                    length: 1,
+                    raw_length: 1,
+                })
+                .collect();
+            idx.push_pack(&IndexedPack {
+                id: ObjectId([n as u8; 32]),
+                size: 1,
+                entries,
+            });
+        }
+        idx.sort();
+        assert!(stored.iter().all(|id| idx.contains(id)));
+        assert!(absent.iter().all(|id| !idx.contains(id)));
+    }
+
     use crate::crypto::{Cipher, SecretKey};
 
     #[test]

@@ -18,7 +18,7 @@ use crate::id::ObjectId;
 /// Bytes fetched by one read-ahead request.
 pub const WINDOW: u64 = 4 << 20;
 /// Windows kept.
-const WINDOWS: usize = 8;
+const WINDOWS: usize = 4;
 
 /// Recently fetched windows of packs, shared by the threads of one process.
 #[derive(Default)]

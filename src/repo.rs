@@ -52,7 +52,7 @@ impl Default for InitOptions {
 }
 
 /// The most bytes one ranged read of a pack fetches when reading several blobs.
-pub const MAX_BATCH_READ: u64 = 8 << 20;
+pub const MAX_BATCH_READ: u64 = 4 << 20;
 
 /// An open repository.
 pub struct Repository {

@@ -167,9 +167,10 @@ fn write_files(
         if skip {
             continue;
         }
-        let result = write_content(repo, &job.node, job.file, &job.path);
+        let mut file = job.file;
+        let result = write_content(repo, &job.node, &mut file, &job.path);
         let warnings = match result {
-            Ok(()) => fsmeta::apply_metadata(&job.path, &job.node, as_root),
+            Ok(()) => fsmeta::apply_file_metadata(&file, &job.path, &job.node, as_root),
             Err(_) => Vec::new(),
         };
         let Ok(mut w) = written.lock() else { return };
@@ -201,14 +202,17 @@ fn failure(snap_path: &[u8], e: &Error) -> RestoreFailure {
 }
 
 /// Writes a node's content into `file`, verifying every chunk and the whole file.
-fn write_content(repo: &Repository, node: &Node, mut file: File, path: &Path) -> Result<()> {
+/// The file is new and empty: only a hole at its end needs `set_len`.
+fn write_content(repo: &Repository, node: &Node, file: &mut File, path: &Path) -> Result<()> {
     let mut hasher = blake3::Hasher::new();
     let mut written = 0u64;
+    let mut ends_in_hole = false;
     let io = |e| local_write_error(path, e);
     repo.read_blobs(BlobType::Data, &node.content, |chunk| {
         hasher.update(&chunk);
         written += chunk.len() as u64;
-        if chunk.iter().all(|&b| b == 0) {
+        ends_in_hole = chunk.iter().all(|&b| b == 0);
+        if ends_in_hole {
             file.seek(SeekFrom::Current(chunk.len() as i64))
                 .map_err(io)?;
         } else {
@@ -216,7 +220,9 @@ fn write_content(repo: &Repository, node: &Node, mut file: File, path: &Path) ->
         }
         Ok(())
     })?;
-    file.set_len(written).map_err(io)?;
+    if ends_in_hole {
+        file.set_len(written).map_err(io)?;
+    }
     let hash = ObjectId(*hasher.finalize().as_bytes());
     if written != node.size || Some(hash) != node.blake3 {
         return Err(Error::corrupt(format!(
@@ -348,9 +354,11 @@ impl Restorer<'_> {
     }
 
     fn entry(&mut self, node: &Node, snap_path: &[u8], path: &Path) -> Result<()> {
+        if node.kind == NodeKind::File {
+            return self.file(node, snap_path, path);
+        }
         remove_existing(path)?;
         match node.kind {
-            NodeKind::File => return self.file(node, snap_path, path),
             NodeKind::Symlink => {
                 let target = node
                     .target
@@ -372,7 +380,9 @@ impl Restorer<'_> {
                 ));
                 return Ok(());
             }
-            NodeKind::Dir => return Err(Error::invalid("directory passed as entry")),
+            NodeKind::File | NodeKind::Dir => {
+                return Err(Error::invalid("file or directory passed as entry"));
+            }
         }
         self.out.others += 1;
         self.warn_all(fsmeta::apply_metadata(path, node, self.as_root));
@@ -385,13 +395,14 @@ impl Restorer<'_> {
         if node.links > 1
             && let Some(first) = self.hardlinks.get(&key)
         {
+            remove_existing(path)?;
             std::fs::hard_link(first, path)
                 .map_err(|e| Error::io(format!("linking {}", path.display()), e))?;
             self.out.files += 1;
             self.links.push((key, snap_path.to_vec()));
             return Ok(());
         }
-        let file = File::create(path).map_err(|e| local_write_error(path, e))?;
+        let file = create_file(path)?;
         if node.links > 1 {
             self.hardlinks.insert(key, path.to_path_buf());
         }
@@ -425,6 +436,20 @@ fn local_write_error(path: &Path, e: std::io::Error) -> Error {
         ErrorKind::Io,
         format!("writing {}: {e}{hint}", path.display()),
     )
+}
+
+/// Creates a new, empty file at `path`, replacing whatever is there. Into an empty target
+/// this costs one `open`; only an existing entry is looked at.
+fn create_file(path: &Path) -> Result<File> {
+    let create = || File::options().write(true).create_new(true).open(path);
+    match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            remove_existing(path)?;
+            create()
+        }
+        result => result,
+    }
+    .map_err(|e| local_write_error(path, e))
 }
 
 fn make_dir(path: &Path) -> Result<()> {

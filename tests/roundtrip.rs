@@ -85,6 +85,27 @@ fn round_trip(location: Location, cipher: Cipher) {
         "sparse file restored dense: {} blocks",
         sparse.blocks()
     );
+    // Restoring again over a changed copy puts every entry back, and never writes through a
+    // symlink planted where a file belongs.
+    let outside = tmp.path().join("outside");
+    std::fs::write(&outside, b"not to be touched").unwrap();
+    std::fs::write(restored.join("regular.txt"), b"changed").unwrap();
+    std::fs::remove_file(restored.join("dir/sub/inner.txt")).unwrap();
+    std::os::unix::fs::symlink(&outside, restored.join("dir/sub/inner.txt")).unwrap();
+    std::fs::remove_file(restored.join("sparse")).unwrap();
+    std::fs::create_dir(restored.join("sparse")).unwrap();
+    let again = restore(
+        &repo,
+        &snap.tree,
+        &RestoreOptions {
+            target: target.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(again.errors.is_empty(), "{again:?}");
+    assert_same_tree(&src, &restored);
+    assert_eq!(std::fs::read(&outside).unwrap(), b"not to be touched");
 }
 
 #[test]

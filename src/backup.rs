@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use crate::blob::BlobType;
 use crate::chunker::{ChunkStream, Chunker};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::filter::PathFilter;
 use crate::fsmeta::{self, OwnerNames};
 use crate::id::{BlobId, ObjectId};
@@ -264,6 +264,11 @@ struct Walker<'r, 'p> {
     progress: &'p dyn Progress,
 }
 
+/// Files at least this large are read by [`Walker::store_file_split`].
+const SPLIT_READ_MIN: u64 = 4 << 20;
+/// Chunks read ahead of the saver (each at most the chunker's maximum size).
+const SPLIT_READ_QUEUE: usize = 2;
+
 impl<'r, 'p> Walker<'r, 'p> {
     fn new(repo: &'r Repository, opts: &BackupOptions, progress: &'p dyn Progress) -> Result<Self> {
         Ok(Walker {
@@ -498,7 +503,11 @@ impl<'r, 'p> Walker<'r, 'p> {
             .open(path)
             .map_err(|e| Error::io("open", e))?;
         let before = file.metadata().map_err(|e| Error::io("stat", e))?;
-        let (content, hash, size) = self.store_stream(&file)?;
+        let (content, hash, size) = if before.size() >= SPLIT_READ_MIN {
+            self.store_file_split(&file)?
+        } else {
+            self.store_stream(&file)?
+        };
         let after = file.metadata().map_err(|e| Error::io("stat", e))?;
         if before.mtime() != after.mtime()
             || before.mtime_nsec() != after.mtime_nsec()
@@ -532,6 +541,50 @@ impl<'r, 'p> Walker<'r, 'p> {
         self.chunk_buffer = stream.into_buffer();
         self.summary.bytes_read += size;
         Ok((content, ObjectId(*hasher.finalize().as_bytes()), size))
+    }
+
+    /// [`Self::store_stream`] for a large file, on two threads: a reading thread reads and
+    /// chunks while this one hashes (the file and each chunk) and saves, so chunking and
+    /// hashing run on two cores. The chunks travel as owned buffers, which the saver hands
+    /// on to sealing without another copy.
+    fn store_file_split(&mut self, file: &File) -> Result<(Vec<BlobId>, ObjectId, u64)> {
+        let buffer = std::mem::take(&mut self.chunk_buffer);
+        let (chunker, saver, progress) = (&self.chunker, &mut self.saver, self.progress);
+        let (to_saver, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(SPLIT_READ_QUEUE);
+        let (read, saved) = std::thread::scope(|scope| {
+            let reading = std::thread::Builder::new()
+                .name("coffer-read".into())
+                .spawn_scoped(scope, move || {
+                    let mut stream = ChunkStream::with_buffer(chunker, file, buffer);
+                    while let Some(chunk) = stream.next_chunk()? {
+                        if to_saver.send(chunk.to_vec()).is_err() {
+                            break; // The saver stopped on an error, which it returns.
+                        }
+                    }
+                    Ok::<_, std::io::Error>(stream.into_buffer())
+                })
+                .map_err(|e| Error::io("starting a reading thread", e))?;
+            let mut content = Vec::new();
+            let mut size = 0u64;
+            let mut hasher = blake3::Hasher::new();
+            let saved = chunks.iter().try_for_each(|chunk| {
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                progress.bytes(chunk.len() as u64);
+                content.push(saver.save_owned(BlobType::Data, chunk)?);
+                Ok::<_, Error>(())
+            });
+            drop(chunks);
+            let read = reading
+                .join()
+                .map_err(|_| Error::new(ErrorKind::Io, "a reading thread stopped unexpectedly"))?;
+            Ok::<_, Error>((read, saved.map(|()| (content, hasher.finalize(), size))))
+        })?;
+        let (content, hash, size) = saved?;
+        let buffer = read.map_err(|e| Error::io("read", e))?;
+        self.chunk_buffer = buffer;
+        self.summary.bytes_read += size;
+        Ok((content, ObjectId(*hash.as_bytes()), size))
     }
 
     fn stdin_tree(&mut self, source: StdinSource) -> Result<BlobId> {

@@ -107,15 +107,28 @@ impl<'r> BlobSaver<'r> {
     /// Saves `plain` unless a blob with its id exists; returns the id.
     pub fn save(&mut self, kind: BlobType, plain: &[u8]) -> Result<BlobId> {
         let id = BlobId(self.repo.keys().blob_id(plain));
-        if self.has(&id) {
-            return Ok(id);
-        }
-        self.seen.insert(id);
-        self.stats.blobs += 1;
-        for blob in self.pool.submit(kind, id, plain.to_vec())? {
-            self.pack(blob)?;
+        if !self.has(&id) {
+            self.store(kind, id, plain.to_vec())?;
         }
         Ok(id)
+    }
+
+    /// [`Self::save`] for a buffer the caller gives up: a new blob is sealed without a copy.
+    pub fn save_owned(&mut self, kind: BlobType, plain: Vec<u8>) -> Result<BlobId> {
+        let id = BlobId(self.repo.keys().blob_id(&plain));
+        if !self.has(&id) {
+            self.store(kind, id, plain)?;
+        }
+        Ok(id)
+    }
+
+    fn store(&mut self, kind: BlobType, id: BlobId, plain: Vec<u8>) -> Result<()> {
+        self.seen.insert(id);
+        self.stats.blobs += 1;
+        for blob in self.pool.submit(kind, id, plain)? {
+            self.pack(blob)?;
+        }
+        Ok(())
     }
 
     fn pack(&mut self, blob: SealedBlob) -> Result<()> {

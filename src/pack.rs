@@ -60,6 +60,12 @@ impl PackBuilder {
         }
     }
 
+    /// Reserves room for `bytes` in all: a pack filled to a known size then grows in place,
+    /// never holding a half-grown copy beside the full one. Untouched room costs no memory.
+    pub fn reserve_total(&mut self, bytes: usize) {
+        self.bytes.reserve(bytes.saturating_sub(self.bytes.len()));
+    }
+
     /// Appends a sealed blob.
     pub fn add(
         &mut self,

@@ -136,8 +136,14 @@ impl<'r> BlobSaver<'r> {
             BlobType::Data => &mut self.data,
             BlobType::Tree => &mut self.tree,
         };
+        let config = self.repo.config();
+        let pack_size = config.pack_size as usize;
+        if builder.is_empty() {
+            // A pack ends with the blob that takes it past `pack_size`, then its header.
+            builder.reserve_total(pack_size + config.chunker.max as usize + (1 << 20));
+        }
         builder.add(blob.kind, blob.id, &blob.sealed, blob.raw_len)?;
-        if builder.len() >= self.repo.config().pack_size as usize {
+        if builder.len() >= pack_size {
             self.flush_pack(blob.kind)?;
         }
         Ok(())

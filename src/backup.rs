@@ -267,7 +267,7 @@ struct Walker<'r, 'p> {
 /// Files at least this large are read by [`Walker::store_file_split`].
 const SPLIT_READ_MIN: u64 = 4 << 20;
 /// Chunks read ahead of the saver (each at most the chunker's maximum size).
-const SPLIT_READ_QUEUE: usize = 2;
+const SPLIT_READ_QUEUE: usize = 1;
 
 impl<'r, 'p> Walker<'r, 'p> {
     fn new(repo: &'r Repository, opts: &BackupOptions, progress: &'p dyn Progress) -> Result<Self> {
@@ -551,13 +551,19 @@ impl<'r, 'p> Walker<'r, 'p> {
         let buffer = std::mem::take(&mut self.chunk_buffer);
         let (chunker, saver, progress) = (&self.chunker, &mut self.saver, self.progress);
         let (to_saver, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(SPLIT_READ_QUEUE);
+        // Buffers of chunks already stored come back for the next chunks: a run of known
+        // (or zero) chunks allocates nothing.
+        let (give_back, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
         let (read, saved) = std::thread::scope(|scope| {
             let reading = std::thread::Builder::new()
                 .name("coffer-read".into())
                 .spawn_scoped(scope, move || {
                     let mut stream = ChunkStream::with_buffer(chunker, file, buffer);
                     while let Some(chunk) = stream.next_chunk()? {
-                        if to_saver.send(chunk.to_vec()).is_err() {
+                        let mut owned = spare.try_recv().unwrap_or_default();
+                        owned.clear();
+                        owned.extend_from_slice(chunk);
+                        if to_saver.send(owned).is_err() {
                             break; // The saver stopped on an error, which it returns.
                         }
                     }
@@ -571,7 +577,11 @@ impl<'r, 'p> Walker<'r, 'p> {
                 hasher.update(&chunk);
                 size += chunk.len() as u64;
                 progress.bytes(chunk.len() as u64);
-                content.push(saver.save_owned(BlobType::Data, chunk)?);
+                let (id, unused) = saver.save_owned(BlobType::Data, chunk)?;
+                content.push(id);
+                if let Some(buffer) = unused {
+                    let _ = give_back.try_send(buffer);
+                }
                 Ok::<_, Error>(())
             });
             drop(chunks);

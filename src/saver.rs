@@ -114,12 +114,18 @@ impl<'r> BlobSaver<'r> {
     }
 
     /// [`Self::save`] for a buffer the caller gives up: a new blob is sealed without a copy.
-    pub fn save_owned(&mut self, kind: BlobType, plain: Vec<u8>) -> Result<BlobId> {
+    /// A blob already stored gives the buffer back, for reuse.
+    pub fn save_owned(
+        &mut self,
+        kind: BlobType,
+        plain: Vec<u8>,
+    ) -> Result<(BlobId, Option<Vec<u8>>)> {
         let id = BlobId(self.repo.keys().blob_id(&plain));
-        if !self.has(&id) {
-            self.store(kind, id, plain)?;
+        if self.has(&id) {
+            return Ok((id, Some(plain)));
         }
-        Ok(id)
+        self.store(kind, id, plain)?;
+        Ok((id, None))
     }
 
     fn store(&mut self, kind: BlobType, id: BlobId, plain: Vec<u8>) -> Result<()> {

@@ -8,9 +8,10 @@
 //! failure, never a silent partial result.
 //!
 //! The walk over the trees runs on the calling thread and creates every entry in order;
-//! file content is written by one worker per core, each fetching a file's neighbouring
-//! chunks with one ranged read. Directory metadata is applied once every file is written,
-//! deepest first, and the target file system is synced once at the end instead of per file.
+//! file content and metadata are written by two workers per core, each fetching a file's
+//! neighbouring chunks with one ranged read. Directory metadata is applied once every file is
+//! written, deepest first, and the target file system is synced once at the end (and in the
+//! background meanwhile) instead of per file.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -235,8 +236,6 @@ fn write_content(repo: &Repository, node: &Node, file: &mut File, path: &Path) -
     Ok(())
 }
 
-/// Flushes everything written to the target's file system, once, so that a finished restore
-/// is on disk (one `syncfs` costs far less than an `fsync` per file).
 /// Flushes the target's file system every half second until `stop` closes, so the disk
 /// writes overlap the restore and the final sync has little left to do. Errors are left to
 /// the final sync to report.
@@ -246,6 +245,8 @@ fn flush_while_restoring(target: &Path, stop: &Receiver<()>) {
     }
 }
 
+/// Flushes everything written to the target's file system, so that a finished restore is on
+/// disk (one `syncfs` costs far less than an `fsync` per file).
 fn sync_file_system(target: &Path) -> Result<()> {
     let dir = File::open(target).map_err(|e| local_write_error(target, e))?;
     nix::unistd::syncfs(&dir).map_err(|e| local_write_error(target, e.into()))

@@ -64,15 +64,11 @@ fn round_trip(location: Location, cipher: Cipher) {
     let repo = reopen(&location).unwrap();
     let target = tmp.path().join("restore");
     let (_, snap) = repo.find_snapshot("latest").unwrap();
-    let result = restore(
-        &repo,
-        &snap.tree,
-        &RestoreOptions {
-            target: target.clone(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let opts = RestoreOptions {
+        target: target.clone(),
+        ..Default::default()
+    };
+    let result = restore(&repo, &snap.tree, &opts).unwrap();
     assert!(
         result.errors.is_empty() && result.warnings.is_empty(),
         "{result:?}"
@@ -94,15 +90,7 @@ fn round_trip(location: Location, cipher: Cipher) {
     std::os::unix::fs::symlink(&outside, restored.join("dir/sub/inner.txt")).unwrap();
     std::fs::remove_file(restored.join("sparse")).unwrap();
     std::fs::create_dir(restored.join("sparse")).unwrap();
-    let again = restore(
-        &repo,
-        &snap.tree,
-        &RestoreOptions {
-            target: target.clone(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let again = restore(&repo, &snap.tree, &opts).unwrap();
     assert!(again.errors.is_empty(), "{again:?}");
     assert_same_tree(&src, &restored);
     assert_eq!(std::fs::read(&outside).unwrap(), b"not to be touched");

@@ -148,10 +148,12 @@ fn main() {
         .concat();
         std::fs::write(source.join(format!("f{i}")), data).expect("write source");
     }
-    // A fresh process, so the peak memory is the open and backup alone.
+    // A fresh process, so the peak memory is the open and backup alone; with one malloc
+    // arena, as the `coffer` binary sets at start.
     let me: PathBuf = std::env::current_exe().expect("own path");
     let status = std::process::Command::new(me)
         .args(["--measure".as_ref(), repo.as_os_str(), source.as_os_str()])
+        .env("MALLOC_ARENA_MAX", "1")
         .status()
         .expect("run the measuring process");
     assert!(status.success(), "measuring process failed");

@@ -2,7 +2,8 @@
 //!
 //! Blobs already in the index, or already saved in this run, are skipped. New blobs are
 //! compressed and sealed by a [`SealPool`] on every core and packed into a data or tree pack
-//! as they come back; a full pack is uploaded in the background (a bounded number at a time).
+//! as they come back; a full pack is uploaded in the background (one at a time to a local
+//! directory, two to a network store).
 //! Index objects are written only for packs whose upload has finished, so an index never
 //! names a missing pack. The caller writes the snapshot only after
 //! [`BlobSaver::finish`], which gives the order packs → index → snapshot.
@@ -20,8 +21,6 @@ use crate::repo::{Repository, pack_name};
 use crate::sealpool::{SealPool, SealedBlob};
 use crate::store::PendingPut;
 
-/// Uploads allowed in flight while the next pack fills.
-const MAX_UPLOADS: usize = 2;
 /// Write an index object once this many blobs are uploaded but not yet indexed, so an
 /// interrupted backup leaves most of its work reusable.
 const INDEX_FLUSH_BLOBS: usize = 50_000;
@@ -176,7 +175,8 @@ impl<'r> BlobSaver<'r> {
             .store()
             .put_background(pack_name(&pack.id), Bytes::from(pack.bytes));
         self.uploads.push_back((pending, indexed));
-        while self.uploads.len() > MAX_UPLOADS {
+        // Each upload in flight holds a pack in memory.
+        while self.uploads.len() > self.repo.store().useful_background_puts() {
             self.wait_oldest()?;
         }
         let unindexed: usize = self.uploaded.iter().map(|p| p.entries.len()).sum();

@@ -177,6 +177,8 @@ pub struct Store {
     raw: Arc<dyn ObjectStore>,
     runtime: Arc<Runtime>,
     description: String,
+    /// Reached over a network (uploads take a while).
+    remote: bool,
 }
 
 /// An upload running in the background; [`Store::wait`] collects its result.
@@ -225,6 +227,7 @@ impl Store {
             raw: inner,
             runtime: Arc::new(runtime),
             description,
+            remote: matches!(location, Location::Cloud { .. }),
         })
     }
 
@@ -237,6 +240,7 @@ impl Store {
             raw,
             runtime: self.runtime.clone(),
             description: self.description.clone(),
+            remote: self.remote,
         }
     }
 
@@ -302,6 +306,12 @@ impl Store {
             self.runtime
                 .spawn(put_content(self.inner.clone(), name, bytes)),
         )
+    }
+
+    /// Background writes worth having in flight at once: a local write to the page cache
+    /// finishes long before the next pack is full, a network upload may not.
+    pub fn useful_background_puts(&self) -> usize {
+        if self.remote { 2 } else { 1 }
     }
 
     /// Waits for a background write.

@@ -20,6 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::filter::PathFilter;
 use crate::fsmeta::{self, OwnerNames};
 use crate::id::{BlobId, ObjectId};
+use crate::prefetch::{Entries, Prefetch, list_dir};
 use crate::repo::{Repository, host_and_user};
 use crate::saver::{BlobSaver, add_to_index};
 use crate::snapshot::{SNAPSHOT_VERSION, Snapshot, Summary};
@@ -111,9 +112,9 @@ pub fn backup(
     };
     let parent = find_parent(repo, &opts.parent, &hostname, &path_strings)?;
     let stdin = opts.stdin.take();
-    let (tree, summary, warnings, packs) = {
-        let repo_ref: &Repository = repo;
-        let mut walker = Walker::new(repo_ref, &opts, progress)?;
+    let repo_ref: &Repository = repo;
+    let (tree, summary, warnings, packs) = std::thread::scope(|scope| {
+        let mut walker = Walker::new(repo_ref, &opts, progress, scope)?;
         // Reuse what an interrupted (or concurrent) backup already uploaded.
         walker.saver.adopt_unindexed_packs()?;
         let parent_root = match &parent {
@@ -133,8 +134,8 @@ pub fn backup(
         let (packs, stats) = saver.finish()?;
         summary.blobs_added = stats.blobs;
         summary.bytes_added = stats.bytes;
-        (tree, summary, warnings, packs)
-    };
+        Ok::<_, Error>((tree, summary, warnings, packs))
+    })?;
     add_to_index(repo.index_mut(), &packs);
     let mut summary = summary;
     summary.warnings = warnings.len() as u64;
@@ -259,6 +260,7 @@ struct Walker<'r, 'p> {
     one_file_system: bool,
     owners: OwnerNames,
     hardlinks: HashMap<(u64, u64), Node>,
+    prefetch: Prefetch,
     summary: Summary,
     warnings: Vec<String>,
     progress: &'p dyn Progress,
@@ -270,13 +272,20 @@ const SPLIT_READ_MIN: u64 = 4 << 20;
 const SPLIT_READ_QUEUE: usize = 1;
 
 impl<'r, 'p> Walker<'r, 'p> {
-    fn new(repo: &'r Repository, opts: &BackupOptions, progress: &'p dyn Progress) -> Result<Self> {
+    fn new<'scope>(
+        repo: &'r Repository,
+        opts: &BackupOptions,
+        progress: &'p dyn Progress,
+        scope: &'scope std::thread::Scope<'scope, 'r>,
+    ) -> Result<Self> {
+        let excludes = PathFilter::new(&opts.excludes)?;
         Ok(Walker {
             repo,
             saver: BlobSaver::new(repo)?,
             chunker: Chunker::new(repo.config().chunker, &repo.keys().chunker_seed()),
             chunk_buffer: Vec::new(),
-            excludes: PathFilter::new(&opts.excludes)?,
+            prefetch: Prefetch::start(scope, excludes.clone())?,
+            excludes,
             one_file_system: opts.one_file_system,
             owners: OwnerNames::default(),
             hardlinks: HashMap::new(),
@@ -298,7 +307,8 @@ impl<'r, 'p> Walker<'r, 'p> {
     fn root_tree(&mut self, paths: &[PathBuf], parent: Option<&Tree>) -> Result<BlobId> {
         if paths.iter().any(|p| p.as_os_str() == "/") {
             let meta = self.lstat(Path::new("/"))?;
-            let nodes = self.dir_entries(Path::new("/"), meta.dev(), parent)?;
+            let entries = list_dir(Path::new("/"), &self.excludes);
+            let nodes = self.dir_entries(Path::new("/"), entries, meta.dev(), parent)?;
             return self.save_tree(nodes);
         }
         let root = virtual_root(paths);
@@ -327,7 +337,7 @@ impl<'r, 'p> Walker<'r, 'p> {
                         }
                     };
                     let mut node = fsmeta::node_from_metadata(name, &meta, &mut self.owners);
-                    let old_tree = self.parent_tree(old)?;
+                    let old_tree = self.parent_tree(old);
                     let children = self.virtual_entries(sub, old_tree.as_ref())?;
                     node.subtree = Some(self.save_tree(children)?);
                     Some(node)
@@ -343,48 +353,46 @@ impl<'r, 'p> Walker<'r, 'p> {
             .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
     }
 
-    fn parent_tree(&mut self, old: Option<&Node>) -> Result<Option<Tree>> {
-        let Some(id) = old.and_then(|n| n.subtree) else {
-            return Ok(None);
-        };
-        match self.repo.load_tree(&id) {
-            Ok(t) => Ok(Some(t)),
-            Err(e) => {
+    fn parent_tree(&mut self, old: Option<&Node>) -> Option<Tree> {
+        let id = old.and_then(|n| n.subtree)?;
+        self.repo
+            .load_tree(&id)
+            .map_err(|e| {
                 self.warn(format!(
                     "parent snapshot tree {} unreadable, reading files again: {e}",
                     id.short()
-                ));
-                Ok(None)
-            }
-        }
+                ))
+            })
+            .ok()
     }
 
-    /// The sorted, filtered entries of directory `path`.
+    /// The nodes of directory `path`, from its sorted, filtered `entries`.
     fn dir_entries(
         &mut self,
         path: &Path,
+        entries: std::io::Result<Entries>,
         root_dev: u64,
         parent: Option<&Tree>,
     ) -> Result<Vec<Node>> {
-        let mut entries: Vec<(Vec<u8>, std::fs::DirEntry)> = match std::fs::read_dir(path) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok())
-                .map(|e| (e.file_name().as_bytes().to_vec(), e))
-                .collect(),
+        let entries = match entries {
+            Ok(entries) => entries,
             Err(e) => {
                 self.warn(format!("{}: cannot list directory: {e}", path.display()));
                 return Ok(Vec::new());
             }
         };
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.prefetch.plan(
+            entries
+                .iter()
+                .filter(|(_, _, meta)| {
+                    meta.as_ref()
+                        .is_ok_and(|m| m.is_dir() && !(self.one_file_system && m.dev() != root_dev))
+                })
+                .map(|(_, child, _)| child.clone()),
+        );
         let mut nodes = Vec::with_capacity(entries.len());
-        for (name, dir_entry) in entries {
-            let child = path.join(OsStr::from_bytes(&name));
-            if self.excludes.matches(child.as_os_str().as_bytes(), &name) {
-                continue;
-            }
-            // Relative to the open directory (no path walk); does not follow symlinks.
-            let meta = match dir_entry.metadata() {
+        for (name, child, meta) in entries {
+            let meta = match meta {
                 Ok(m) => m,
                 Err(e) => {
                     self.warn(format!("{}: cannot read metadata: {e}", child.display()));
@@ -422,8 +430,12 @@ impl<'r, 'p> Walker<'r, 'p> {
                 let nodes = if self.one_file_system && meta.dev() != root_dev {
                     Vec::new()
                 } else {
-                    let old_tree = self.parent_tree(old)?;
-                    self.dir_entries(path, root_dev, old_tree.as_ref())?
+                    let entries = self
+                        .prefetch
+                        .take(path)
+                        .unwrap_or_else(|| list_dir(path, &self.excludes));
+                    let old_tree = self.parent_tree(old);
+                    self.dir_entries(path, entries, root_dev, old_tree.as_ref())?
                 };
                 node.subtree = Some(self.save_tree(nodes)?);
             }

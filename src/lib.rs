@@ -38,6 +38,7 @@ pub mod index;
 pub mod keyring;
 pub mod keyslot;
 pub mod pack;
+pub mod prefetch;
 pub mod readahead;
 pub mod render;
 pub mod repo;

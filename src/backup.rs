@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::filter::PathFilter;
 use crate::fsmeta::{self, OwnerNames};
 use crate::id::{BlobId, ObjectId};
-use crate::prefetch::{Entries, Prefetch, list_dir};
+use crate::prefetch::{Entries, Prefetch, enters, list_dir};
 use crate::repo::{Repository, host_and_user};
 use crate::saver::{BlobSaver, add_to_index};
 use crate::snapshot::{SNAPSHOT_VERSION, Snapshot, Summary};
@@ -114,7 +114,12 @@ pub fn backup(
     let stdin = opts.stdin.take();
     let repo_ref: &Repository = repo;
     let (tree, summary, warnings, packs) = std::thread::scope(|scope| {
-        let mut walker = Walker::new(repo_ref, &opts, progress, scope)?;
+        let roots = if stdin.is_some() {
+            Vec::new()
+        } else {
+            walk_roots(&paths)
+        };
+        let mut walker = Walker::new(repo_ref, &opts, progress, scope, roots)?;
         // Reuse what an interrupted (or concurrent) backup already uploaded.
         walker.saver.adopt_unindexed_packs()?;
         let parent_root = match &parent {
@@ -210,6 +215,24 @@ fn absolute_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The paths the walk lists first, in its order (the listing thread starts from them).
+fn walk_roots(paths: &[PathBuf]) -> Vec<PathBuf> {
+    fn targets(dir: &VirtualDir, out: &mut Vec<PathBuf>) {
+        for entry in dir.children.values() {
+            match entry {
+                VirtualEntry::Target(path) => out.push(path.clone()),
+                VirtualEntry::Between(_, sub) => targets(sub, out),
+            }
+        }
+    }
+    if paths.iter().any(|p| p.as_os_str() == "/") {
+        return vec![PathBuf::from("/")];
+    }
+    let mut roots = Vec::new();
+    targets(&virtual_root(paths), &mut roots);
+    roots
+}
+
 /// A directory of the virtual tree above the backed-up paths.
 #[derive(Default)]
 struct VirtualDir {
@@ -277,14 +300,16 @@ impl<'r, 'p> Walker<'r, 'p> {
         opts: &BackupOptions,
         progress: &'p dyn Progress,
         scope: &'scope std::thread::Scope<'scope, 'r>,
+        roots: Vec<PathBuf>,
     ) -> Result<Self> {
         let excludes = PathFilter::new(&opts.excludes)?;
+        let prefetch = Prefetch::start(scope, roots, excludes.clone(), opts.one_file_system)?;
         Ok(Walker {
             repo,
             saver: BlobSaver::new(repo)?,
             chunker: Chunker::new(repo.config().chunker, &repo.keys().chunker_seed()),
             chunk_buffer: Vec::new(),
-            prefetch: Prefetch::start(scope, excludes.clone())?,
+            prefetch,
             excludes,
             one_file_system: opts.one_file_system,
             owners: OwnerNames::default(),
@@ -307,7 +332,7 @@ impl<'r, 'p> Walker<'r, 'p> {
     fn root_tree(&mut self, paths: &[PathBuf], parent: Option<&Tree>) -> Result<BlobId> {
         if paths.iter().any(|p| p.as_os_str() == "/") {
             let meta = self.lstat(Path::new("/"))?;
-            let entries = list_dir(Path::new("/"), &self.excludes);
+            let entries = self.listing(Path::new("/"));
             let nodes = self.dir_entries(Path::new("/"), entries, meta.dev(), parent)?;
             return self.save_tree(nodes);
         }
@@ -366,6 +391,14 @@ impl<'r, 'p> Walker<'r, 'p> {
             .ok()
     }
 
+    /// The sorted, filtered entries of directory `path`, from the listing thread if it has
+    /// them.
+    fn listing(&mut self, path: &Path) -> std::io::Result<Entries> {
+        self.prefetch
+            .take(path)
+            .unwrap_or_else(|| list_dir(path, &self.excludes))
+    }
+
     /// The nodes of directory `path`, from its sorted, filtered `entries`.
     fn dir_entries(
         &mut self,
@@ -381,15 +414,6 @@ impl<'r, 'p> Walker<'r, 'p> {
                 return Ok(Vec::new());
             }
         };
-        self.prefetch.plan(
-            entries
-                .iter()
-                .filter(|(_, _, meta)| {
-                    meta.as_ref()
-                        .is_ok_and(|m| m.is_dir() && !(self.one_file_system && m.dev() != root_dev))
-                })
-                .map(|(_, child, _)| child.clone()),
-        );
         let mut nodes = Vec::with_capacity(entries.len());
         for (name, child, meta) in entries {
             let meta = match meta {
@@ -427,13 +451,10 @@ impl<'r, 'p> Walker<'r, 'p> {
         match node.kind {
             NodeKind::Dir => {
                 self.summary.dirs += 1;
-                let nodes = if self.one_file_system && meta.dev() != root_dev {
+                let nodes = if !enters(meta, self.one_file_system, root_dev) {
                     Vec::new()
                 } else {
-                    let entries = self
-                        .prefetch
-                        .take(path)
-                        .unwrap_or_else(|| list_dir(path, &self.excludes));
+                    let entries = self.listing(path);
                     let old_tree = self.parent_tree(old);
                     self.dir_entries(path, entries, root_dev, old_tree.as_ref())?
                 };

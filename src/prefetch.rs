@@ -1,38 +1,38 @@
 //! Directory prefetch for backup: a helper thread lists directories before the walk reaches
 //! them, so the `statx` of every entry runs on another core than the walk.
 //!
-//! The walk is depth-first. When it lists a directory it pushes the subdirectories it will
-//! visit onto a stack, first visited on top, so the top is always the next directory the walk
-//! enters. Up to [`AHEAD`] of them, from the top, are handed to the helper, which lists each:
-//! names sorted, metadata from `statx` relative to the open directory, excluded names left
-//! out. Whatever the walk finds ready it takes; a directory never handed over is listed by the
-//! walking thread itself, so a prefetch that falls behind or goes wrong costs speed, never
-//! correctness. The bound keeps at most [`AHEAD`] listings in memory. (The helper does not
-//! also decode the directories' trees in the parent snapshot: that made it the slower of
-//! the two threads on an unchanged re-backup.)
+//! The helper walks the same trees in the same order as the backup's walk (depth-first,
+//! entries sorted by name, the same exclusions and the same rule for which directories to
+//! enter) and sends each directory's listing down a bounded queue of [`AHEAD`] listings: names
+//! sorted, metadata from `statx` relative to the open directory, excluded names left out. The
+//! walk takes the next listing when it enters a directory. Should the two ever disagree on
+//! the next directory, the walk stops the helper and lists every later directory itself: a
+//! prefetch that goes wrong costs speed, never correctness.
 
-use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::Scope;
 
 use crate::error::{Error, Result};
 use crate::filter::PathFilter;
 
-/// Most directories handed to the helper and not yet taken by the walk.
+/// Listings the helper may be ahead of the walk.
 pub const AHEAD: usize = 64;
 
 /// A directory's entries, sorted by name, without excluded ones: name, full path, and
 /// metadata (not following symlinks) or the error reading it.
 pub type Entries = Vec<(Vec<u8>, PathBuf, io::Result<Metadata>)>;
 
+/// A directory's entries, or why it could not be listed.
+pub type Listing = io::Result<Entries>;
+
 /// Lists `dir`: its entries sorted by name, skipping those `excludes` matches.
-pub fn list_dir(dir: &Path, excludes: &PathFilter) -> io::Result<Entries> {
+pub fn list_dir(dir: &Path, excludes: &PathFilter) -> Listing {
     let mut names: Vec<(Vec<u8>, std::fs::DirEntry)> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .map(|e| (e.file_name().as_bytes().to_vec(), e))
@@ -52,137 +52,82 @@ pub fn list_dir(dir: &Path, excludes: &PathFilter) -> io::Result<Entries> {
         .collect())
 }
 
-/// A directory listed ahead of the walk: its entries, or why it could not be listed.
-pub type Listing = io::Result<Entries>;
-
-#[derive(Default)]
-struct Ready {
-    listings: HashMap<PathBuf, Listing>,
-    /// The helper has stopped: nothing more will arrive.
-    closed: bool,
-}
-
-#[derive(Default)]
-struct Shared {
-    ready: Mutex<Ready>,
-    arrived: Condvar,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Ready> {
-        self.ready.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Marks the helper closed however it ends, so the walk never waits for it in vain.
-struct CloseOnDrop(Arc<Shared>);
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        self.0.lock().closed = true;
-        self.0.arrived.notify_all();
-    }
+/// Whether the walk enters an entry with this metadata: a directory, and with
+/// `one_file_system`, only one on `root_dev`.
+pub fn enters(meta: &Metadata, one_file_system: bool, root_dev: u64) -> bool {
+    meta.is_dir() && !(one_file_system && meta.dev() != root_dev)
 }
 
 /// The walk's side of the prefetch; see the module header.
 pub struct Prefetch {
-    requests: Option<Sender<PathBuf>>,
-    shared: Arc<Shared>,
-    /// Directories the walk will enter, next one last, not yet handed over.
-    upcoming: Vec<PathBuf>,
-    /// Directories handed over and not yet taken.
-    asked: HashSet<PathBuf>,
+    /// `None` once the helper has finished, stopped or fallen out of step.
+    listings: Option<Receiver<(PathBuf, Listing)>>,
 }
 
 impl Prefetch {
-    /// Starts the helper thread in `scope`.
+    /// Starts the helper in `scope`, walking `roots` (the directories the walk will enter
+    /// first, in its order; anything else is skipped).
     pub fn start<'scope>(
         scope: &'scope Scope<'scope, '_>,
+        roots: Vec<PathBuf>,
         excludes: PathFilter,
+        one_file_system: bool,
     ) -> Result<Prefetch> {
-        let shared = Arc::new(Shared::default());
-        let (requests, queue) = channel();
-        let helper = Arc::clone(&shared);
+        let (send, listings) = sync_channel(AHEAD);
         std::thread::Builder::new()
             .name("coffer-list".into())
-            .spawn_scoped(scope, move || list_ahead(&excludes, &queue, helper))
+            .spawn_scoped(scope, move || {
+                list_ahead(roots, &excludes, one_file_system, &send)
+            })
             .map_err(|e| Error::io("starting the listing thread", e))?;
         Ok(Prefetch {
-            requests: Some(requests),
-            shared,
-            upcoming: Vec::new(),
-            asked: HashSet::new(),
+            listings: Some(listings),
         })
     }
 
-    /// Notes the subdirectories of a directory just listed, in the order the walk will enter
-    /// them; hands the next ones to the helper.
-    pub fn plan(&mut self, subdirs: impl DoubleEndedIterator<Item = PathBuf>) {
-        self.upcoming.extend(subdirs.rev());
-        self.hand_over();
-    }
-
-    /// The listing of `dir` if it was handed over (waiting for it if need be); `None` means
-    /// the walk lists it itself.
+    /// The listing of `dir`, the next directory the walk enters, if the helper has it;
+    /// `None` means the walk lists it itself.
     pub fn take(&mut self, dir: &Path) -> Option<Listing> {
-        if !self.asked.remove(dir) {
-            if self.upcoming.last().is_some_and(|next| next == dir) {
-                self.upcoming.pop();
+        let next = self.listings.as_ref()?.recv();
+        match next {
+            Ok((listed, listing)) if listed == dir => Some(listing),
+            // Finished, or out of step: dropping the queue stops the helper.
+            _ => {
+                self.listings = None;
+                None
             }
-            self.hand_over();
-            return None;
         }
-        let listing = {
-            let mut ready = self.shared.lock();
-            loop {
-                if let Some(listing) = ready.listings.remove(dir) {
-                    break Some(listing);
-                }
-                if ready.closed {
-                    break None;
-                }
-                ready = self
-                    .shared
-                    .arrived
-                    .wait(ready)
-                    .unwrap_or_else(|e| e.into_inner());
-            }
+    }
+}
+
+fn list_ahead(
+    roots: Vec<PathBuf>,
+    excludes: &PathFilter,
+    one_file_system: bool,
+    send: &SyncSender<(PathBuf, Listing)>,
+) {
+    for root in roots {
+        let Ok(meta) = std::fs::symlink_metadata(&root) else {
+            continue;
         };
-        self.hand_over();
-        listing
-    }
-
-    fn hand_over(&mut self) {
-        while self.asked.len() < AHEAD {
-            let (Some(dir), Some(requests)) = (self.upcoming.pop(), &self.requests) else {
-                return;
-            };
-            if requests.send(dir.clone()).is_err() {
-                self.requests = None;
-                return;
+        if !meta.is_dir() {
+            continue;
+        }
+        // Depth-first, each directory before its subdirectories, these in name order.
+        let mut stack = vec![root];
+        while let Some(dir) = stack.pop() {
+            let listing = list_dir(&dir, excludes);
+            if let Ok(entries) = &listing {
+                let below = entries.iter().filter(|(_, _, m)| {
+                    m.as_ref()
+                        .is_ok_and(|m| enters(m, one_file_system, meta.dev()))
+                });
+                stack.extend(below.rev().map(|(_, path, _)| path.clone()));
             }
-            self.asked.insert(dir);
+            if send.send((dir, listing)).is_err() {
+                return; // The walk is done with the prefetch.
+            }
         }
-    }
-}
-
-impl Drop for Prefetch {
-    /// Stops the helper after the directory it is listing (its queue is dropped unread).
-    fn drop(&mut self) {
-        self.requests = None;
-        self.shared.lock().closed = true;
-    }
-}
-
-fn list_ahead(excludes: &PathFilter, queue: &Receiver<PathBuf>, shared: Arc<Shared>) {
-    let close = CloseOnDrop(shared);
-    for dir in queue {
-        if close.0.lock().closed {
-            return;
-        }
-        let listing = list_dir(&dir, excludes);
-        close.0.lock().listings.insert(dir, listing);
-        close.0.arrived.notify_all();
     }
 }
 
@@ -190,45 +135,66 @@ fn list_ahead(excludes: &PathFilter, queue: &Receiver<PathBuf>, shared: Arc<Shar
 mod tests {
     use super::*;
 
-    #[test]
-    fn listings_match_a_direct_listing_and_unasked_directories_fall_back() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dirs: Vec<PathBuf> = (0..3 * AHEAD)
-            .map(|i| tmp.path().join(format!("d{i:03}")))
-            .collect();
-        for (i, dir) in dirs.iter().enumerate() {
-            std::fs::create_dir(dir).unwrap();
-            for j in 0..i % 5 {
-                std::fs::write(dir.join(format!("f{j}")), b"x").unwrap();
+    fn tree(root: &Path) -> Vec<PathBuf> {
+        let mut dirs = vec![root.to_path_buf()];
+        for a in 0..3 * AHEAD {
+            for b in 0..a % 3 {
+                let dir = root.join(format!("a{a:03}/b{b}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join("f"), b"x").unwrap();
+                std::fs::write(dir.join("skip.tmp"), b"x").unwrap();
             }
-            std::fs::write(dir.join("skip.tmp"), b"x").unwrap();
+            std::fs::create_dir_all(root.join(format!("a{a:03}"))).unwrap();
         }
+        // The walk's order: depth-first, names sorted.
+        for a in 0..3 * AHEAD {
+            dirs.push(root.join(format!("a{a:03}")));
+            dirs.extend((0..a % 3).map(|b| root.join(format!("a{a:03}/b{b}"))));
+        }
+        dirs
+    }
+
+    fn names(listing: Listing) -> Vec<(Vec<u8>, PathBuf)> {
+        listing
+            .unwrap()
+            .into_iter()
+            .map(|(n, p, _)| (n, p))
+            .collect()
+    }
+
+    #[test]
+    fn listings_arrive_in_walk_order_and_match_a_direct_listing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = tree(tmp.path());
         let excludes = PathFilter::new(&["*.tmp".to_string()]).unwrap();
         std::thread::scope(|scope| {
-            let mut prefetch = Prefetch::start(scope, excludes.clone()).unwrap();
-            prefetch.plan(dirs.iter().cloned());
-            let mut taken = 0;
+            let roots = vec![tmp.path().to_path_buf()];
+            let mut prefetch = Prefetch::start(scope, roots, excludes.clone(), false).unwrap();
             for dir in &dirs {
-                let direct = list_dir(dir, &excludes).unwrap();
-                let names = |e: &Entries| {
-                    e.iter()
-                        .map(|(n, p, _)| (n.clone(), p.clone()))
-                        .collect::<Vec<_>>()
-                };
-                match prefetch.take(dir) {
-                    Some(listing) => {
-                        taken += 1;
-                        assert_eq!(names(&listing.unwrap()), names(&direct));
-                    }
-                    None => panic!(
-                        "{} was planned next and should have been handed over",
-                        dir.display()
-                    ),
-                }
+                let listing = prefetch.take(dir).expect("prefetched");
+                assert_eq!(names(listing), names(list_dir(dir, &excludes)));
             }
-            assert_eq!(taken, dirs.len());
-            // A directory never planned is left to the walk.
-            assert!(prefetch.take(tmp.path()).is_none());
+            assert!(
+                prefetch.take(tmp.path()).is_none(),
+                "nothing after the last"
+            );
+        });
+    }
+
+    #[test]
+    fn a_walk_out_of_step_falls_back_to_listing_itself() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = tree(tmp.path());
+        std::thread::scope(|scope| {
+            let roots = vec![tmp.path().to_path_buf()];
+            let excludes = PathFilter::new(&[]).unwrap();
+            let mut prefetch = Prefetch::start(scope, roots, excludes, false).unwrap();
+            assert!(prefetch.take(&dirs[0]).is_some());
+            assert!(prefetch.take(&dirs[2]).is_none(), "skipped a directory");
+            assert!(
+                prefetch.take(&dirs[3]).is_none(),
+                "stays off once out of step"
+            );
         });
     }
 }

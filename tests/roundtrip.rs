@@ -237,6 +237,30 @@ fn wide_and_deep_trees_are_walked_whole_and_in_order() {
     let second = backup(&mut repo, opts(), &NoProgress).unwrap();
     assert_eq!(second.snapshot.tree, first.snapshot.tree);
     assert_eq!(second.snapshot.summary.bytes_read, 0);
+    // Several paths, given out of order, one a file: each directory is listed once.
+    let paths = [
+        src.join("a149"),
+        src.join("a002/b1"),
+        src.join("a001/b0/c/f1-0"),
+    ];
+    let several = backup(
+        &mut repo,
+        paths_opts(&paths.each_ref().map(|p| p.as_path())),
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(several.warnings.is_empty(), "{:?}", several.warnings);
+    let mut files = 0;
+    repo.walk(&several.snapshot.tree, &mut |_, node| {
+        files += u64::from(node.kind == coffer::tree::NodeKind::File);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        files,
+        1 + 1 + 1 + 1,
+        "a149 holds b0/c/f and skip/inner/f (no excludes here), a002/b1 one file, then the file"
+    );
 }
 
 #[test]

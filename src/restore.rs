@@ -9,7 +9,8 @@
 //!
 //! The walk over the trees runs on the calling thread and creates every entry in order;
 //! file content and metadata are written by two workers per core, each fetching a file's
-//! neighbouring chunks with one ranged read. Directory metadata is applied once every file is
+//! neighbouring chunks with one ranged read (for a large file, on a thread of its own that
+//! opens chunks while the worker writes them). Directory metadata is applied once every file is
 //! written, deepest first, and the target file system is synced once at the end (and in the
 //! background meanwhile) instead of per file.
 
@@ -202,6 +203,12 @@ fn failure(snap_path: &[u8], e: &Error) -> RestoreFailure {
     }
 }
 
+/// Files at least this large are restored by two threads: one reads and opens the chunks
+/// (decrypt, decompress, check the id), the other hashes and writes them.
+const SPLIT_WRITE_MIN: u64 = 16 << 20;
+/// Opened chunks waiting for the writing thread (each at most the chunker's maximum).
+const SPLIT_WRITE_QUEUE: usize = 2;
+
 /// Writes a node's content into `file`, verifying every chunk and the whole file.
 /// The file is new and empty: only a hole at its end needs `set_len`.
 fn write_content(repo: &Repository, node: &Node, file: &mut File, path: &Path) -> Result<()> {
@@ -209,7 +216,7 @@ fn write_content(repo: &Repository, node: &Node, file: &mut File, path: &Path) -
     let mut written = 0u64;
     let mut ends_in_hole = false;
     let io = |e| local_write_error(path, e);
-    repo.read_blobs(BlobType::Data, &node.content, |chunk| {
+    let write = |chunk: Vec<u8>| {
         hasher.update(&chunk);
         written += chunk.len() as u64;
         ends_in_hole = chunk.iter().all(|&b| b == 0);
@@ -220,7 +227,12 @@ fn write_content(repo: &Repository, node: &Node, file: &mut File, path: &Path) -
             file.write_all(&chunk).map_err(io)?;
         }
         Ok(())
-    })?;
+    };
+    if node.size >= SPLIT_WRITE_MIN {
+        read_beside(repo, &node.content, write)?;
+    } else {
+        repo.read_blobs(BlobType::Data, &node.content, write)?;
+    }
     if ends_in_hole {
         file.set_len(written).map_err(io)?;
     }
@@ -234,6 +246,32 @@ fn write_content(repo: &Repository, node: &Node, file: &mut File, path: &Path) -
         )));
     }
     Ok(())
+}
+
+/// [`Repository::read_blobs`] on a second thread, handing each opened chunk to `write` on
+/// this one: for a large file, opening and writing overlap on two cores.
+fn read_beside(
+    repo: &Repository,
+    ids: &[BlobId],
+    mut write: impl FnMut(Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    let (to_writer, chunks) = sync_channel::<Vec<u8>>(SPLIT_WRITE_QUEUE);
+    std::thread::scope(|scope| {
+        let reading = std::thread::Builder::new()
+            .name("coffer-open".into())
+            .spawn_scoped(scope, move || {
+                repo.read_blobs(BlobType::Data, ids, |chunk| {
+                    // Fails only once the writer stopped, on an error it returns itself.
+                    to_writer.send(chunk).map_err(|_| worker_died())
+                })
+            })
+            .map_err(|e| Error::io("starting a restore thread", e))?;
+        let wrote = chunks.iter().try_for_each(&mut write);
+        drop(chunks);
+        let read = reading.join().map_err(|_| worker_died())?;
+        // A write error stops the reader too: report the write error, not the reader's.
+        wrote.and(read)
+    })
 }
 
 /// Flushes the target's file system every half second until `stop` closes, so the disk

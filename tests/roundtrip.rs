@@ -264,6 +264,56 @@ fn wide_and_deep_trees_are_walked_whole_and_in_order() {
 }
 
 #[test]
+fn large_files_restore_on_two_threads_and_damage_is_still_attributed() {
+    // Files of 16 MiB or more are opened on one thread and written on another.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let big = random_bytes(17 << 20, 7);
+    let mut sparse = random_bytes(1 << 20, 8);
+    sparse.resize(17 << 20, 0);
+    std::fs::write(src.join("big"), &big).unwrap();
+    std::fs::write(src.join("sparse"), &sparse).unwrap();
+    let repo_dir = tmp.path().join("repo");
+    let loc = Location::Directory(repo_dir.clone());
+    let mut repo = init(&loc, Cipher::Aes256Gcm);
+    let snap = backup(&mut repo, paths_opts(&[&src]), &NoProgress).unwrap();
+    let options = |target: PathBuf| RestoreOptions {
+        target,
+        ..Default::default()
+    };
+    let target = tmp.path().join("r1");
+    let res = restore(&repo, &snap.snapshot.tree, &options(target.clone())).unwrap();
+    assert!(res.errors.is_empty(), "{:?}", res.errors);
+    let restored = restored_path(&target, &src);
+    assert!(std::fs::read(restored.join("big")).unwrap() == big);
+    assert!(std::fs::read(restored.join("sparse")).unwrap() == sparse);
+
+    // Damage a chunk in the middle of `big`: restore names it and restores `sparse`.
+    let mut content = None;
+    repo.walk(&snap.snapshot.tree, &mut |path, node| {
+        if path.ends_with(b"/big") {
+            content = Some(node.content.clone());
+        }
+        Ok(())
+    })
+    .unwrap();
+    let content = content.expect("big is in the snapshot");
+    let blob = repo.index().get(&content[content.len() / 2]).unwrap();
+    let pack_path = repo_dir.join(coffer::repo::pack_name(&blob.pack));
+    let mut bytes = std::fs::read(&pack_path).unwrap();
+    bytes[blob.offset as usize + 50] ^= 1;
+    std::fs::write(&pack_path, &bytes).unwrap();
+    let repo = reopen(&loc).unwrap();
+    let target = tmp.path().join("r2");
+    let res = restore(&repo, &snap.snapshot.tree, &options(target.clone())).unwrap();
+    assert_eq!(res.errors.len(), 1, "{:?}", res.errors);
+    assert!(res.errors[0].path.ends_with("/big"), "{:?}", res.errors);
+    let restored = restored_path(&target, &src);
+    assert!(std::fs::read(restored.join("sparse")).unwrap() == sparse);
+}
+
+#[test]
 fn stdin_backup_and_excludes() {
     let loc = Location::Memory("stdin".into());
     let mut repo = init(&loc, Cipher::Aes256Gcm);

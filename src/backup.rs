@@ -451,14 +451,21 @@ impl<'r, 'p> Walker<'r, 'p> {
         match node.kind {
             NodeKind::Dir => {
                 self.summary.dirs += 1;
-                let nodes = if !enters(meta, self.one_file_system, root_dev) {
-                    Vec::new()
+                let (nodes, old_tree) = if !enters(meta, self.one_file_system, root_dev) {
+                    (Vec::new(), None)
                 } else {
                     let entries = self.listing(path);
                     let old_tree = self.parent_tree(old);
-                    self.dir_entries(path, entries, root_dev, old_tree.as_ref())?
+                    let nodes = self.dir_entries(path, entries, root_dev, old_tree.as_ref())?;
+                    (nodes, old_tree)
                 };
-                node.subtree = Some(self.save_tree(nodes)?);
+                // A directory whose entries all match the parent snapshot's keeps its stored
+                // tree: no encoding and hashing it again.
+                let old_id = old.and_then(|o| o.subtree);
+                node.subtree = Some(match (old_tree, old_id) {
+                    (Some(t), Some(id)) if t.nodes == nodes && self.saver.has(&id) => id,
+                    _ => self.save_tree(nodes)?,
+                });
             }
             NodeKind::File => return self.file(path, node, old),
             NodeKind::Symlink => {

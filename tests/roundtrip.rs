@@ -237,6 +237,22 @@ fn wide_and_deep_trees_are_walked_whole_and_in_order() {
     let second = backup(&mut repo, opts(), &NoProgress).unwrap();
     assert_eq!(second.snapshot.tree, first.snapshot.tree);
     assert_eq!(second.snapshot.summary.bytes_read, 0);
+    // A change deep down reaches the root: unchanged directories keep their stored trees,
+    // the ones above the change do not.
+    let deep = src.join("a147/b2/c/f147-2");
+    std::fs::write(&deep, "changed").unwrap();
+    let third = backup(&mut repo, opts(), &NoProgress).unwrap();
+    assert_ne!(third.snapshot.tree, first.snapshot.tree);
+    let mut sizes = std::collections::BTreeMap::new();
+    repo.walk(&third.snapshot.tree, &mut |path, node| {
+        if node.kind == coffer::tree::NodeKind::File {
+            sizes.insert(String::from_utf8(path.to_vec()).unwrap(), node.size);
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(sizes.keys().cloned().collect::<Vec<_>>(), expected);
+    assert_eq!(sizes[&deep.display().to_string()], 7);
     // Several paths, given out of order, one a file: each directory is listed once.
     let paths = [
         src.join("a149"),

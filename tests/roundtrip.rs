@@ -11,10 +11,12 @@ use coffer::backup::{BackupOptions, NoProgress, ParentChoice, StdinSource, backu
 use coffer::check::{CheckOptions, check};
 use coffer::chunker::ChunkerParams;
 use coffer::crypto::Cipher;
+use coffer::id::BlobId;
 use coffer::keyslot::Passphrase;
 use coffer::repo::{InitOptions, Repository};
 use coffer::restore::{RestoreOptions, restore};
 use coffer::store::{Location, Store};
+use coffer::tree::Node;
 use coffer::{ErrorKind, Result};
 use common::*;
 
@@ -48,6 +50,19 @@ fn paths_opts(paths: &[&Path]) -> BackupOptions {
         paths: paths.iter().map(|p| p.to_path_buf()).collect(),
         ..Default::default()
     }
+}
+
+/// The node whose snapshot path ends with `suffix` in the tree `root`.
+fn node_at(repo: &Repository, root: &BlobId, suffix: &str) -> Node {
+    let mut found = None;
+    repo.walk(root, &mut |path, node| {
+        if path.ends_with(suffix.as_bytes()) {
+            found = Some(node.clone());
+        }
+        Ok(())
+    })
+    .unwrap();
+    found.unwrap_or_else(|| panic!("{suffix} is in the snapshot"))
 }
 
 fn restored_path(target: &Path, original: &Path) -> PathBuf {
@@ -171,15 +186,7 @@ fn incremental_backup_reads_only_changed_files() {
     // is read again.
     xattr::set(src.join("regular.txt"), "user.coffer-test", b"later").unwrap();
     let with_xattr = backup(&mut repo, paths_opts(&[&src]), &NoProgress).unwrap();
-    let mut found = None;
-    repo.walk(&with_xattr.snapshot.tree, &mut |path, node| {
-        if path.ends_with(b"/regular.txt") {
-            found = Some(node.xattrs.clone());
-        }
-        Ok(())
-    })
-    .unwrap();
-    let xattrs = found.expect("regular.txt in the snapshot");
+    let xattrs = node_at(&repo, &with_xattr.snapshot.tree, "/regular.txt").xattrs;
     assert!(
         xattrs
             .iter()
@@ -306,15 +313,7 @@ fn large_files_restore_on_two_threads_and_damage_is_still_attributed() {
     assert!(std::fs::read(restored.join("sparse")).unwrap() == sparse);
 
     // Damage a chunk in the middle of `big`: restore names it and restores `sparse`.
-    let mut content = None;
-    repo.walk(&snap.snapshot.tree, &mut |path, node| {
-        if path.ends_with(b"/big") {
-            content = Some(node.content.clone());
-        }
-        Ok(())
-    })
-    .unwrap();
-    let content = content.expect("big is in the snapshot");
+    let content = node_at(&repo, &snap.snapshot.tree, "/big").content;
     let blob = repo.index().get(&content[content.len() / 2]).unwrap();
     let pack_path = repo_dir.join(coffer::repo::pack_name(&blob.pack));
     let mut bytes = std::fs::read(&pack_path).unwrap();
@@ -469,18 +468,8 @@ fn damage_is_detected_and_attributed() {
 
     // Flip one byte in the pack holding large.bin's first chunk.
     let (_, snapshot) = repo.find_snapshot("latest").unwrap();
-    let mut first_chunk = None;
-    repo.walk(&snapshot.tree, &mut |path, node| {
-        if path.ends_with(b"/large.bin") {
-            first_chunk = Some(node.content[0]);
-        }
-        Ok(())
-    })
-    .unwrap();
-    let loc_blob = repo
-        .index()
-        .get(&first_chunk.expect("large.bin is in the snapshot"))
-        .unwrap();
+    let first_chunk = node_at(&repo, &snapshot.tree, "/large.bin").content[0];
+    let loc_blob = repo.index().get(&first_chunk).unwrap();
     let pack_path = repo_dir.join(coffer::repo::pack_name(&loc_blob.pack));
     let mut bytes = std::fs::read(&pack_path).unwrap();
     bytes[loc_blob.offset as usize + 100] ^= 1;

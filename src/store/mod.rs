@@ -479,7 +479,7 @@ fn read_local(root: &Path, name: &str, range: Range<u64>) -> Result<Bytes> {
     let failed = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => Error::new(
             ErrorKind::NotFound,
-            format!("object store: {name} not found (reading {name})"),
+            format!("object store: {name} not found"),
         ),
         _ => Error::io(format!("reading {name}"), e),
     };

@@ -1,4 +1,5 @@
-//! Throughput of each backup stage on its own: chunking, chunk ids, compression and sealing.
+//! Throughput of each backup stage on its own: chunking, chunk ids, compression, sealing,
+//! and encoding and decoding the trees that record directories.
 //!
 //! `cargo bench --bench stages` (add `-- --quick` for a rough pass, or a filter such as
 //! `-- seal`). Numbers are bytes of plaintext in per second.
@@ -9,7 +10,8 @@ use std::time::Duration;
 use coffer::blob::{BlobType, seal_blob};
 use coffer::chunker::{ChunkStream, Chunker, ChunkerParams};
 use coffer::crypto::{Cipher, Keys, SecretKey};
-use coffer::id::BlobId;
+use coffer::id::{BlobId, ObjectId};
+use coffer::tree::{Node, NodeKind, Timestamp, Tree};
 use criterion::{
     BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
     measurement::WallTime,
@@ -126,5 +128,55 @@ fn sealing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(stages, chunking, hashing, compression, sealing);
+/// A directory of 100 files of 1–3 chunks each, with owner names, as a backup records it.
+fn directory() -> Tree {
+    let nodes = (0..100u64)
+        .map(|i| Node {
+            name: format!("file-{i:05}.txt").into_bytes(),
+            kind: NodeKind::File,
+            mode: 0o644,
+            uid: 1000,
+            gid: 1000,
+            user: Some("alice".into()),
+            group: Some("staff".into()),
+            mtime: Timestamp {
+                sec: 1_790_000_000 + i as i64,
+                nsec: 123_456_789,
+            },
+            ctime: Timestamp {
+                sec: 1_790_000_000 + i as i64,
+                nsec: 987_654_321,
+            },
+            inode: 1_000_000 + i,
+            device: 2049,
+            links: 1,
+            size: 6000 + i * 977,
+            content: (0..1 + i % 3)
+                .map(|c| BlobId(ObjectId::of(&[i as u8, c as u8]).0))
+                .collect(),
+            blake3: Some(ObjectId::of(&i.to_le_bytes())),
+            subtree: None,
+            target: None,
+            rdev: 0,
+            xattrs: Vec::new(),
+        })
+        .collect();
+    Tree::new(nodes)
+}
+
+fn trees(c: &mut Criterion) {
+    let tree = directory();
+    let encoded = tree.encode().expect("encoding");
+    let mut group = c.benchmark_group("tree_100_files");
+    configure(&mut group, encoded.len());
+    group.bench_function("encode", |b| {
+        b.iter(|| black_box(&tree).encode().expect("encoding"))
+    });
+    group.bench_function("decode", |b| {
+        b.iter(|| Tree::decode(black_box(&encoded)).expect("decoding"))
+    });
+    group.finish();
+}
+
+criterion_group!(stages, chunking, hashing, compression, sealing, trees);
 criterion_main!(stages);

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cbor;
 use crate::chunker::ChunkerParams;
 use crate::crypto::{Cipher, Keys};
 use crate::error::{Error, ErrorKind, Result};
@@ -80,10 +81,7 @@ impl Config {
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&self.repo_id);
         out.push(self.cipher.code());
-        let mut body = Vec::new();
-        ciborium::into_writer(self, &mut body)
-            .map_err(|e| Error::invalid(format!("encoding config: {e}")))?;
-        let sealed = keys.seal(&out, &body)?;
+        let sealed = keys.seal(&out, &cbor::encode("config", self)?)?;
         out.extend_from_slice(&sealed);
         Ok(out)
     }
@@ -94,8 +92,7 @@ impl Config {
         let body = keys
             .open(&bytes[..HEADER_LEN], &bytes[HEADER_LEN..])
             .map_err(|e| e.context("config"))?;
-        let mut config: Config = ciborium::from_reader(&body[..])
-            .map_err(|e| Error::corrupt(format!("config body: {e}")))?;
+        let mut config: Config = cbor::decode("config body", &body)?;
         if config.repo_id != header.repo_id {
             return Err(Error::corrupt(
                 "config body names another repository than its header",

@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::cbor;
 use crate::crypto::{self, Cipher, Keys, MasterKey, SecretKey};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -171,9 +172,7 @@ pub fn create(
     header.extend_from_slice(&salt);
     let kek = wrapping_key(kind, &kdf, &salt, secret)?;
     let wrapped = crypto::seal(Cipher::XChaCha20Poly1305, &kek, &header, master.expose())?;
-    let mut body = Vec::new();
-    ciborium::into_writer(info, &mut body)
-        .map_err(|e| Error::invalid(format!("encoding key info: {e}")))?;
+    let body = cbor::encode("key info", info)?;
     let sealed_info = keys.seal(&header, &body)?;
     header.extend_from_slice(&wrapped);
     header.extend_from_slice(&sealed_info);
@@ -258,7 +257,7 @@ impl KeySlot {
         let body = keys
             .open(&self.header, &self.info)
             .map_err(|e| e.context("key slot info"))?;
-        ciborium::from_reader(&body[..]).map_err(|e| Error::corrupt(format!("key slot info: {e}")))
+        cbor::decode("key slot info", &body)
     }
 }
 

@@ -24,6 +24,7 @@
 
 pub mod backup;
 pub mod blob;
+pub mod cbor;
 pub mod check;
 pub mod chunker;
 pub mod clock;

@@ -204,39 +204,71 @@ fn failure(snap_path: &[u8], e: &Error) -> RestoreFailure {
 }
 
 /// Files at least this large are restored by two threads: one reads and opens the chunks
-/// (decrypt, decompress, check the id), the other hashes and writes them.
+/// (decrypt, decompress, check the id) and hashes the file, the other writes the chunks.
 const SPLIT_WRITE_MIN: u64 = 16 << 20;
 /// Opened chunks waiting for the writing thread (each at most the chunker's maximum).
 const SPLIT_WRITE_QUEUE: usize = 2;
+/// Chunks handed to one [`Repository::read_blobs`] call of a large file: small enough that
+/// a chunk of zeros found in one call is skipped from the next call on.
+const SPLIT_READ_IDS: usize = 16;
+
+/// A chunk of a file, opened and verified.
+enum Chunk {
+    Data(Vec<u8>),
+    /// This many zero bytes: a hole, written with a seek.
+    Zeros(usize),
+}
+
+impl Chunk {
+    fn new(plain: Vec<u8>) -> Chunk {
+        if is_zero(&plain) {
+            Chunk::Zeros(plain.len())
+        } else {
+            Chunk::Data(plain)
+        }
+    }
+}
+
+fn is_zero(bytes: &[u8]) -> bool {
+    let mut blocks = bytes.chunks_exact(64);
+    blocks.all(|b| b == [0u8; 64]) && blocks.remainder().iter().all(|&b| b == 0)
+}
 
 /// Writes a node's content into `file`, verifying every chunk and the whole file.
 /// The file is new and empty: only a hole at its end needs `set_len`.
 fn write_content(repo: &Repository, node: &Node, file: &mut File, path: &Path) -> Result<()> {
-    let mut hasher = blake3::Hasher::new();
     let mut written = 0u64;
     let mut ends_in_hole = false;
     let io = |e| local_write_error(path, e);
-    let write = |chunk: Vec<u8>| {
-        hasher.update(&chunk);
-        written += chunk.len() as u64;
-        ends_in_hole = chunk.iter().all(|&b| b == 0);
-        if ends_in_hole {
-            file.seek(SeekFrom::Current(chunk.len() as i64))
-                .map_err(io)?;
-        } else {
-            file.write_all(&chunk).map_err(io)?;
+    let write = |chunk: Chunk| {
+        match &chunk {
+            Chunk::Data(bytes) => file.write_all(bytes).map_err(io)?,
+            Chunk::Zeros(len) => {
+                file.seek(SeekFrom::Current(*len as i64)).map_err(io)?;
+            }
         }
+        ends_in_hole = matches!(chunk, Chunk::Zeros(_));
+        written += match chunk {
+            Chunk::Data(bytes) => bytes.len(),
+            Chunk::Zeros(len) => len,
+        } as u64;
         Ok(())
     };
-    if node.size >= SPLIT_WRITE_MIN {
-        read_beside(repo, &node.content, write)?;
+    let hash = if node.size >= SPLIT_WRITE_MIN {
+        read_beside(repo, &node.content, write)?
     } else {
-        repo.read_blobs(BlobType::Data, &node.content, write)?;
-    }
+        let mut hasher = blake3::Hasher::new();
+        let mut write = write;
+        repo.read_blobs(BlobType::Data, &node.content, |plain| {
+            hasher.update(&plain);
+            write(Chunk::new(plain))
+        })?;
+        hasher.finalize()
+    };
     if ends_in_hole {
         file.set_len(written).map_err(io)?;
     }
-    let hash = ObjectId(*hasher.finalize().as_bytes());
+    let hash = ObjectId(*hash.as_bytes());
     if written != node.size || Some(hash) != node.blake3 {
         return Err(Error::corrupt(format!(
             "restored content does not match the snapshot (size {written} vs {}, BLAKE3 {} vs {})",
@@ -248,23 +280,20 @@ fn write_content(repo: &Repository, node: &Node, file: &mut File, path: &Path) -
     Ok(())
 }
 
-/// [`Repository::read_blobs`] on a second thread, handing each opened chunk to `write` on
-/// this one: for a large file, opening and writing overlap on two cores.
+/// Opens the chunks `ids` of a large file on a second thread, which also hashes the file,
+/// and hands each chunk to `write` on this one: opening and writing overlap on two cores.
+/// A chunk found to be all zeros is not read again when the file repeats it (disk images
+/// repeat one such chunk over every empty region). Returns the file's BLAKE3.
 fn read_beside(
     repo: &Repository,
     ids: &[BlobId],
-    mut write: impl FnMut(Vec<u8>) -> Result<()>,
-) -> Result<()> {
-    let (to_writer, chunks) = sync_channel::<Vec<u8>>(SPLIT_WRITE_QUEUE);
+    mut write: impl FnMut(Chunk) -> Result<()>,
+) -> Result<blake3::Hash> {
+    let (to_writer, chunks) = sync_channel::<Chunk>(SPLIT_WRITE_QUEUE);
     std::thread::scope(|scope| {
         let reading = std::thread::Builder::new()
             .name("coffer-open".into())
-            .spawn_scoped(scope, move || {
-                repo.read_blobs(BlobType::Data, ids, |chunk| {
-                    // Fails only once the writer stopped, on an error it returns itself.
-                    to_writer.send(chunk).map_err(|_| worker_died())
-                })
-            })
+            .spawn_scoped(scope, move || open_chunks(repo, ids, &to_writer))
             .map_err(|e| Error::io("starting a restore thread", e))?;
         let wrote = chunks.iter().try_for_each(&mut write);
         drop(chunks);
@@ -272,6 +301,51 @@ fn read_beside(
         // A write error stops the reader too: report the write error, not the reader's.
         wrote.and(read)
     })
+}
+
+/// The reading side of [`read_beside`].
+fn open_chunks(
+    repo: &Repository,
+    ids: &[BlobId],
+    to_writer: &SyncSender<Chunk>,
+) -> Result<blake3::Hash> {
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    // Fails only once the writer stopped, on an error it returns itself.
+    let send = |chunk| to_writer.send(chunk).map_err(|_| worker_died());
+    let mut hasher = blake3::Hasher::new();
+    let mut zero_ids: HashMap<BlobId, usize> = HashMap::new();
+    let mut rest = ids;
+    while let Some(id) = rest.first() {
+        if let Some(&len) = zero_ids.get(id) {
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(ZEROS.len());
+                hasher.update(&ZEROS[..n]);
+                left -= n;
+            }
+            send(Chunk::Zeros(len))?;
+            rest = &rest[1..];
+            continue;
+        }
+        let take = rest
+            .iter()
+            .take(SPLIT_READ_IDS)
+            .take_while(|id| !zero_ids.contains_key(*id))
+            .count();
+        let (batch, after) = rest.split_at(take);
+        let mut opened = batch.iter();
+        repo.read_blobs(BlobType::Data, batch, |plain| {
+            hasher.update(&plain);
+            let id = opened.next();
+            let chunk = Chunk::new(plain);
+            if let (Chunk::Zeros(len), Some(id)) = (&chunk, id) {
+                zero_ids.insert(*id, *len);
+            }
+            send(chunk)
+        })?;
+        rest = after;
+    }
+    Ok(hasher.finalize())
 }
 
 /// Flushes the target's file system every half second until `stop` closes, so the disk

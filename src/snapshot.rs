@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cbor;
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::id::{BlobId, ObjectId};
@@ -73,10 +74,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Encodes and seals.
     pub fn seal(&self, keys: &Keys) -> Result<Vec<u8>> {
-        let mut body = Vec::new();
-        ciborium::into_writer(self, &mut body)
-            .map_err(|e| Error::invalid(format!("encoding snapshot: {e}")))?;
-        keys.seal(SNAPSHOT_AD, &body)
+        keys.seal(SNAPSHOT_AD, &cbor::encode("snapshot", self)?)
     }
 
     /// Opens a sealed snapshot.
@@ -86,8 +84,7 @@ impl Snapshot {
 
     /// Decodes a decrypted snapshot (exposed for fuzzing).
     pub fn decode(body: &[u8]) -> Result<Snapshot> {
-        let s: Snapshot = ciborium::from_reader(body)
-            .map_err(|e| Error::corrupt(format!("snapshot does not decode: {e}")))?;
+        let s: Snapshot = cbor::decode("snapshot", body)?;
         if s.version != SNAPSHOT_VERSION {
             return Err(Error::new(
                 crate::error::ErrorKind::UnsupportedVersion,

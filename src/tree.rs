@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cbor;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{BlobId, ObjectId, bytes_field};
 
@@ -152,16 +153,12 @@ impl Tree {
 
     /// Encodes the tree.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        ciborium::into_writer(self, &mut out)
-            .map_err(|e| Error::invalid(format!("encoding tree: {e}")))?;
-        Ok(out)
+        cbor::encode("tree", self)
     }
 
     /// Decodes and validates a tree (exposed for fuzzing).
     pub fn decode(bytes: &[u8]) -> Result<Tree> {
-        let tree: Tree = ciborium::from_reader(bytes)
-            .map_err(|e| Error::corrupt(format!("tree does not decode: {e}")))?;
+        let tree: Tree = cbor::decode("tree", bytes)?;
         if tree.version != TREE_VERSION {
             return Err(Error::new(
                 ErrorKind::UnsupportedVersion,

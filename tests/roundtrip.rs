@@ -293,8 +293,11 @@ fn large_files_restore_on_two_threads_and_damage_is_still_attributed() {
     let src = tmp.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
     let big = random_bytes(17 << 20, 7);
+    // Two long runs of zeros: the same all-zero chunk repeats, and is opened only once.
     let mut sparse = random_bytes(1 << 20, 8);
-    sparse.resize(17 << 20, 0);
+    sparse.resize(25 << 20, 0);
+    sparse.extend(random_bytes(1 << 20, 9));
+    sparse.resize(50 << 20, 0);
     std::fs::write(src.join("big"), &big).unwrap();
     std::fs::write(src.join("sparse"), &sparse).unwrap();
     let repo_dir = tmp.path().join("repo");
@@ -311,6 +314,14 @@ fn large_files_restore_on_two_threads_and_damage_is_still_attributed() {
     let restored = restored_path(&target, &src);
     assert!(std::fs::read(restored.join("big")).unwrap() == big);
     assert!(std::fs::read(restored.join("sparse")).unwrap() == sparse);
+    let ids = node_at(&repo, &snap.snapshot.tree, "/sparse").content;
+    let distinct: std::collections::HashSet<_> = ids.iter().collect();
+    assert!(
+        distinct.len() < ids.len(),
+        "no repeated zero chunk in {ids:?}"
+    );
+    let blocks = std::fs::metadata(restored.join("sparse")).unwrap().blocks();
+    assert!(blocks * 512 < 25 << 20, "restored dense: {blocks} blocks");
 
     // Damage a chunk in the middle of `big`: restore names it and restores `sparse`.
     let content = node_at(&repo, &snap.snapshot.tree, "/big").content;

@@ -221,10 +221,9 @@ fn blob_ad(kind: u8, id: &[u8; 32]) -> Vec<u8> {
     ad
 }
 
+/// The library's CBOR encoding, checked against the vectors' fixed bytes.
 fn cbor<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::into_writer(value, &mut out).unwrap();
-    out
+    coffer::cbor::encode("vector", value).unwrap()
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {

@@ -123,6 +123,7 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
 }
 
 fn run_drill(global: &Global, args: RunArgs) -> Result<i32> {
+    crate::keep_freed_memory();
     let repo = global.open()?;
     let (id, snap) = match &args.snapshot {
         Some(spec) if args.host.is_none() && args.tags.is_empty() => repo.find_snapshot(spec)?,

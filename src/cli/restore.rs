@@ -30,6 +30,7 @@ pub struct Args {
 }
 
 pub fn run(global: &Global, args: Args) -> Result<i32> {
+    crate::keep_freed_memory();
     let repo = global.open()?;
     let (id, snap) = repo.find_snapshot(&args.snapshot)?;
     let started = Instant::now();

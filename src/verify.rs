@@ -12,6 +12,9 @@ use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc::Receiver;
+use std::thread::ScopedJoinHandle;
 
 use crate::error::Result;
 use crate::fsmeta::{self, kind_of};
@@ -63,81 +66,94 @@ pub fn verify_restored(
     let as_root = nix::unistd::geteuid().is_root();
     let mut counts = Verified::default();
     let mut failures = Vec::new();
-    // Content is hashed after the walk, on every core: (shown path, path, expected BLAKE3).
-    let mut contents: Vec<(String, PathBuf, String)> = Vec::new();
     let mut links: BTreeMap<(u64, u64), Vec<(String, PathBuf)>> = BTreeMap::new();
-    repo.walk(root, &mut |snap_path, node| {
-        let shown = String::from_utf8_lossy(snap_path).into_owned();
-        let wanted = sel.only.is_none_or(|o| o.contains(snap_path));
-        if !wanted || sel.skip.contains(&shown) || node.kind == NodeKind::Socket {
-            return Ok(());
-        }
-        let path = target.join(OsStr::from_bytes(&snap_path[1..]));
-        let mut fail = |check: &str, expected: String, found: String| {
-            failures.push(Failure {
-                path: shown.clone(),
-                check: check.into(),
-                expected,
-                found,
-            });
-        };
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) => {
-                fail("exists", "present".into(), format!("missing ({e})"));
+    // Files are hashed on one thread per core while the walk goes on.
+    let (to_hashers, contents) = std::sync::mpsc::sync_channel::<Content>(1024);
+    let contents = Mutex::new(contents);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut files = 0;
+    let (walked, content_failures) = std::thread::scope(|scope| {
+        let hashers: Vec<_> = (0..threads)
+            .map(|_| scope.spawn(|| compare_contents(&contents)))
+            .collect();
+        let walked = repo.walk(root, &mut |snap_path, node| {
+            let shown = String::from_utf8_lossy(snap_path).into_owned();
+            let wanted = sel.only.is_none_or(|o| o.contains(snap_path));
+            if !wanted || sel.skip.contains(&shown) || node.kind == NodeKind::Socket {
                 return Ok(());
             }
-        };
-        if kind_of(&meta) != node.kind {
-            fail(
-                "type",
-                format!("{:?}", node.kind),
-                format!("{:?}", kind_of(&meta)),
-            );
-            return Ok(());
-        }
-        compare_metadata(node, &meta, as_root, &mut fail);
-        match node.kind {
-            NodeKind::File => {
-                counts.files += 1;
-                counts.bytes += meta.size();
-                let expected = node.blake3.map(|h| h.to_hex()).unwrap_or_default();
-                contents.push((shown.clone(), path.clone(), expected));
-                if node.links > 1 {
-                    links
-                        .entry((node.device, node.inode))
-                        .or_default()
-                        .push((shown.clone(), path.clone()));
+            let path = target.join(OsStr::from_bytes(&snap_path[1..]));
+            let mut fail = |check: &str, expected: String, found: String| {
+                failures.push(Failure {
+                    path: shown.clone(),
+                    check: check.into(),
+                    expected,
+                    found,
+                });
+            };
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    fail("exists", "present".into(), format!("missing ({e})"));
+                    return Ok(());
+                }
+            };
+            if kind_of(&meta) != node.kind {
+                fail(
+                    "type",
+                    format!("{:?}", node.kind),
+                    format!("{:?}", kind_of(&meta)),
+                );
+                return Ok(());
+            }
+            compare_metadata(node, &meta, as_root, &mut fail);
+            match node.kind {
+                NodeKind::File => {
+                    counts.files += 1;
+                    counts.bytes += meta.size();
+                    let expected = node.blake3.map(|h| h.to_hex()).unwrap_or_default();
+                    // Fails only if every hasher stopped, which the join below reports.
+                    let _ = to_hashers.send((files, shown.clone(), path.clone(), expected));
+                    files += 1;
+                    if node.links > 1 {
+                        links
+                            .entry((node.device, node.inode))
+                            .or_default()
+                            .push((shown.clone(), path.clone()));
+                    }
+                }
+                NodeKind::Dir => counts.dirs += 1,
+                _ => counts.others += 1,
+            }
+            if node.kind == NodeKind::Symlink {
+                let found = std::fs::read_link(&path)
+                    .map(|t| t.as_os_str().as_bytes().to_vec())
+                    .unwrap_or_default();
+                if Some(&found) != node.target.as_ref() {
+                    let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                    fail(
+                        "symlink target",
+                        show(node.target.as_deref().unwrap_or_default()),
+                        show(&found),
+                    );
+                }
+            } else {
+                match fsmeta::read_xattrs(&path) {
+                    Ok(x) if x == node.xattrs => {}
+                    Ok(x) => fail(
+                        "xattrs",
+                        format!("{} attribute(s)", node.xattrs.len()),
+                        format!("{} attribute(s)", x.len()),
+                    ),
+                    Err(e) => fail("xattrs", "readable".into(), e.to_string()),
                 }
             }
-            NodeKind::Dir => counts.dirs += 1,
-            _ => counts.others += 1,
-        }
-        if node.kind == NodeKind::Symlink {
-            let found = std::fs::read_link(&path)
-                .map(|t| t.as_os_str().as_bytes().to_vec())
-                .unwrap_or_default();
-            if Some(&found) != node.target.as_ref() {
-                let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-                fail(
-                    "symlink target",
-                    show(node.target.as_deref().unwrap_or_default()),
-                    show(&found),
-                );
-            }
-        } else {
-            match fsmeta::read_xattrs(&path) {
-                Ok(x) if x == node.xattrs => {}
-                Ok(x) => fail(
-                    "xattrs",
-                    format!("{} attribute(s)", node.xattrs.len()),
-                    format!("{} attribute(s)", x.len()),
-                ),
-                Err(e) => fail("xattrs", "readable".into(), e.to_string()),
-            }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        });
+        drop(to_hashers);
+        (walked, joined(hashers))
+    });
+    walked?;
     for members in links.values().filter(|m| m.len() > 1) {
         let inode = |p: &Path| {
             std::fs::symlink_metadata(p)
@@ -156,59 +172,60 @@ pub fn verify_restored(
             }
         }
     }
-    failures.extend(compare_contents(&contents));
+    failures.extend(content_failures);
     Ok((counts, failures))
 }
 
-/// Hashes the files on one thread per core and returns a failure for every mismatch.
-fn compare_contents(files: &[(String, PathBuf, String)]) -> Vec<Failure> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let check = || {
-        let mut failures = Vec::new();
-        loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some((shown, path, expected)) = files.get(i) else {
-                return failures;
-            };
-            let found = match hash_file(path) {
-                Ok(found) if found == *expected => continue,
-                Ok(found) => found,
-                Err(e) => format!("unreadable: {e}"),
-            };
-            failures.push((
-                i,
+/// A file to hash: its place in walk order, shown path, path and expected BLAKE3.
+type Content = (usize, String, PathBuf, String);
+
+/// Hashes the files taken off `queue` until it closes; returns a failure for each mismatch.
+fn compare_contents(queue: &Mutex<Receiver<Content>>) -> Vec<(usize, Failure)> {
+    let mut failures = Vec::new();
+    loop {
+        let next = match queue.lock() {
+            Ok(q) => q.recv(),
+            Err(_) => return failures,
+        };
+        let Ok((i, shown, path, expected)) = next else {
+            return failures;
+        };
+        let found = match hash_file(&path) {
+            Ok(found) if found == expected => continue,
+            Ok(found) => found,
+            Err(e) => format!("unreadable: {e}"),
+        };
+        failures.push((
+            i,
+            Failure {
+                path: shown,
+                check: "blake3".into(),
+                expected,
+                found,
+            },
+        ));
+    }
+}
+
+/// The hashers' failures in walk order, whichever thread found them.
+fn joined(hashers: Vec<ScopedJoinHandle<'_, Vec<(usize, Failure)>>>) -> Vec<Failure> {
+    let mut all = Vec::new();
+    for hasher in hashers {
+        match hasher.join() {
+            Ok(failures) => all.extend(failures),
+            Err(_) => all.push((
+                usize::MAX,
                 Failure {
-                    path: shown.clone(),
+                    path: "(verification)".into(),
                     check: "blake3".into(),
-                    expected: expected.clone(),
-                    found,
+                    expected: "every file hashed".into(),
+                    found: "a hashing thread stopped; not every file was checked".into(),
                 },
-            ));
+            )),
         }
-    };
-    let mut failures: Vec<(usize, Failure)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (1..threads).map(|_| scope.spawn(check)).collect();
-        let mut all = check();
-        for worker in workers {
-            match worker.join() {
-                Ok(failures) => all.extend(failures),
-                Err(_) => all.push((
-                    usize::MAX,
-                    Failure {
-                        path: "(verification)".into(),
-                        check: "blake3".into(),
-                        expected: "every file hashed".into(),
-                        found: "a hashing thread stopped; not every file was checked".into(),
-                    },
-                )),
-            }
-        }
-        all
-    });
-    // In walk order, whichever thread found them.
-    failures.sort_by_key(|(i, _)| *i);
-    failures.into_iter().map(|(_, f)| f).collect()
+    }
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, f)| f).collect()
 }
 
 fn compare_metadata(
@@ -251,7 +268,76 @@ fn compare_metadata(
 /// The plain BLAKE3 of a file, as `b3sum` prints it.
 pub fn hash_file(path: &Path) -> std::io::Result<String> {
     let file = std::fs::File::open(path)?;
-    // blake3's own stack buffer: no allocation per file (verification reads many small ones).
-    let hash = blake3::Hasher::new().update_reader(file)?.finalize();
+    let hash = if file.metadata()?.len() >= READ_BESIDE_MIN {
+        hash_read_beside(file)?
+    } else {
+        // blake3's own stack buffer: no allocation per file (verification reads many small ones).
+        blake3::Hasher::new().update_reader(file)?.finalize()
+    };
     Ok(hash.to_hex().to_string())
+}
+
+/// Files at least this large are read on a second thread while this one hashes them.
+const READ_BESIDE_MIN: u64 = 16 << 20;
+/// Bytes read at once by that thread.
+const READ_BLOCK: usize = 1 << 20;
+
+/// Hashes `file` while a second thread reads ahead into a few recycled blocks: for a large
+/// file, copying out of the page cache and hashing overlap on two cores.
+fn hash_read_beside(file: std::fs::File) -> std::io::Result<blake3::Hash> {
+    use std::io::Read;
+    let (to_hasher, blocks) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+    let (to_reader, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> std::io::Result<()> {
+            let mut file = file;
+            loop {
+                let mut block = spare
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(READ_BLOCK));
+                block.clear();
+                (&mut file)
+                    .take(READ_BLOCK as u64)
+                    .read_to_end(&mut block)?;
+                // The hasher stops taking blocks only when it is done.
+                if block.is_empty() || to_hasher.send(block).is_err() {
+                    return Ok(());
+                }
+            }
+        });
+        let mut hasher = blake3::Hasher::new();
+        for block in blocks {
+            hasher.update(&block);
+            let _ = to_reader.send(block);
+        }
+        reader
+            .join()
+            .map_err(|_| std::io::Error::other("the reading thread stopped"))??;
+        Ok(hasher.finalize())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_files_hash_the_same_on_two_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = 1u64;
+        let bytes: Vec<u8> = (0..READ_BESIDE_MIN + 3 * READ_BLOCK as u64 + 12_345)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (state >> 56) as u8
+            })
+            .collect();
+        for len in [READ_BESIDE_MIN as usize - 1, READ_BESIDE_MIN as usize, bytes.len()] {
+            let path = dir.path().join(format!("f{len}"));
+            std::fs::write(&path, &bytes[..len]).unwrap();
+            assert_eq!(
+                hash_file(&path).unwrap(),
+                blake3::hash(&bytes[..len]).to_hex().to_string()
+            );
+        }
+    }
 }

@@ -187,13 +187,11 @@ fn load_index(repo: &Repository, report: &mut CheckReport) -> Result<Vec<Indexed
 /// Compares the index with the stored packs; returns the packs that are missing or resized.
 fn check_packs_exist(repo: &Repository, report: &mut CheckReport) -> Result<HashSet<ObjectId>> {
     let stored: HashMap<String, u64> = repo.store().list("data")?.into_iter().collect();
-    let mut expected: Vec<(&ObjectId, &u64)> = repo.index().packs().iter().collect();
-    expected.sort();
     let mut damaged = HashSet::new();
-    for (id, size) in expected {
+    for (id, size) in repo.index().packs() {
         let problem = match stored.get(&pack_name(id)) {
             None => format!("pack {id} is missing from the store"),
-            Some(actual) if actual != size => {
+            Some(&actual) if actual != size => {
                 format!(
                     "pack {id} has {actual} bytes but the index says {size} (truncated or replaced)"
                 )
@@ -203,7 +201,7 @@ fn check_packs_exist(repo: &Repository, report: &mut CheckReport) -> Result<Hash
         report.error(problem);
         damaged.insert(*id);
     }
-    let known: HashSet<String> = repo.index().packs().keys().map(pack_name).collect();
+    let known: HashSet<String> = repo.index().packs().map(|(id, _)| pack_name(id)).collect();
     let mut leftovers: Vec<String> = stored
         .keys()
         .filter(|n| !known.contains(*n))

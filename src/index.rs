@@ -9,7 +9,7 @@
 //! `version u8 = 1 ‖ pack count u32 ‖ { pack id [32] ‖ pack size u64 ‖ blob count u32 ‖
 //!  { type u8 ‖ offset u32 ‖ length u32 ‖ raw length u32 ‖ blob id [32] }* }*`.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use crate::blob::BlobType;
 use crate::crypto::Keys;
@@ -137,18 +137,18 @@ pub struct Location {
     pub offset: u32,
     /// Length of the sealed blob.
     pub length: u32,
-    /// Plaintext length.
-    pub raw_length: u32,
+    /// Size of the whole pack.
+    pub pack_size: u64,
 }
 
-/// One blob in memory: 48 bytes, no padding. Bit 31 of `pack` says the blob is a tree.
+/// One blob in memory: 44 bytes, no padding. Bit 31 of `pack` says the blob is a tree. The
+/// plaintext length is not kept: opening a blob checks its content against its keyed id.
 #[derive(Clone, Copy)]
 struct Entry {
     id: BlobId,
     pack: u32,
     offset: u32,
     length: u32,
-    raw_length: u32,
 }
 
 const TREE_BIT: u32 = 1 << 31;
@@ -176,17 +176,22 @@ const FENCE_BITS: u32 = 16;
 
 /// The in-memory index of every blob in the repository.
 ///
-/// A flat array of 48-byte entries sorted by id: a third of the memory of a hash map of the
+/// A flat array of 44-byte entries sorted by id: a third of the memory of a hash map of the
 /// same blobs, and built with one allocation of the right size (see [`Index::with_capacity`]),
-/// so 10^7 blobs take under 500 MB. A fence of 2^16 offsets (256 KiB) says where the ids
+/// so 10^7 blobs take 440 MB. Packs are numbered in the order they are added; a table holds
+/// each one's id and size (40 bytes a pack) and the pack numbers sorted by id (4 bytes). A fence of 2^16 offsets (256 KiB) says where the ids
 /// starting with each 16-bit prefix begin, so a lookup bisects only its bucket (about 150
 /// entries at 10^7 blobs), close together in memory. Entries pushed since the
 /// last [`Index::sort`] are searched linearly, so lookups are always right; callers sort
 /// after adding many packs.
 #[derive(Default)]
 pub struct Index {
-    packs: Vec<ObjectId>,
-    pack_sizes: HashMap<ObjectId, u64>,
+    /// Id and size of each pack, by pack number.
+    packs: Vec<(ObjectId, u64)>,
+    /// The numbers of the packs added before the last sort, ordered by pack id.
+    pack_order: Vec<u32>,
+    /// Ids of the packs added since the last sort, to ignore a pack added twice.
+    pending: HashSet<ObjectId>,
     entries: Vec<Entry>,
     /// `entries[..sorted]` is sorted by id with no duplicates.
     sorted: usize,
@@ -212,11 +217,11 @@ impl Index {
     /// Adds a pack's blobs, to be found after the next [`Index::sort`] (or linearly until then).
     /// A pack already known is ignored.
     pub fn push_pack(&mut self, pack: &IndexedPack) {
-        if self.pack_sizes.insert(pack.id, pack.size).is_some() {
+        if self.sorted_pack(&pack.id).is_some() || !self.pending.insert(pack.id) {
             return;
         }
         let n = self.packs.len() as u32;
-        self.packs.push(pack.id);
+        self.packs.push((pack.id, pack.size));
         self.entries.extend(pack.entries.iter().map(|e| Entry {
             id: e.id,
             pack: n | if e.kind == BlobType::Tree {
@@ -226,8 +231,16 @@ impl Index {
             },
             offset: e.offset,
             length: e.length,
-            raw_length: e.raw_length,
         }));
+    }
+
+    /// The number of `pack` if it was added before the last sort.
+    fn sorted_pack(&self, pack: &ObjectId) -> Option<u32> {
+        let packs = &self.packs;
+        self.pack_order
+            .binary_search_by(|&n| packs[n as usize].0.cmp(pack))
+            .ok()
+            .map(|i| self.pack_order[i])
     }
 
     /// Adds a pack's blobs and sorts.
@@ -238,6 +251,14 @@ impl Index {
 
     /// Sorts every entry by id; a blob stored in several packs keeps the earliest-added pack.
     pub fn sort(&mut self) {
+        if !self.pending.is_empty() {
+            // Release the set's memory: at 10^7 blobs it held 312,500 pack ids.
+            self.pending = HashSet::new();
+            let packs = &self.packs;
+            self.pack_order = (0..packs.len() as u32).collect();
+            self.pack_order
+                .sort_unstable_by(|&a, &b| packs[a as usize].0.cmp(&packs[b as usize].0));
+        }
         if self.sorted == self.entries.len() {
             return;
         }
@@ -274,7 +295,8 @@ impl Index {
     /// Where `id` is stored, if anywhere.
     pub fn get(&self, id: &BlobId) -> Option<Location> {
         self.find(id).map(|e| Location {
-            pack: self.packs[e.pack_index()],
+            pack: self.packs[e.pack_index()].0,
+            pack_size: self.packs[e.pack_index()].1,
             kind: if e.pack & TREE_BIT != 0 {
                 BlobType::Tree
             } else {
@@ -282,7 +304,6 @@ impl Index {
             },
             offset: e.offset,
             length: e.length,
-            raw_length: e.raw_length,
         })
     }
 
@@ -291,9 +312,12 @@ impl Index {
         self.find(id).is_some()
     }
 
-    /// Every indexed pack with its size.
-    pub fn packs(&self) -> &HashMap<ObjectId, u64> {
-        &self.pack_sizes
+    /// Every indexed pack with its size, ordered by pack id (as of the last sort).
+    pub fn packs(&self) -> impl ExactSizeIterator<Item = (&ObjectId, u64)> {
+        self.pack_order.iter().map(|&n| {
+            let (id, size) = &self.packs[n as usize];
+            (id, *size)
+        })
     }
 
     /// Number of blob entries (distinct blobs once sorted).
@@ -346,8 +370,14 @@ mod tests {
             assert!(!idx.contains(&BlobId([4; 32])));
         }
         idx.push_pack(&pack(3, [1]));
+        idx.push_pack(&pack(2, [6])); // known before the sort: ignored too
         assert!(idx.contains(&BlobId([1; 32])));
         assert!(idx.contains(&BlobId([5; 32])));
+        assert!(!idx.contains(&BlobId([6; 32])));
+        idx.sort();
+        let packs: Vec<_> = idx.packs().map(|(id, size)| (id.0[0], size)).collect();
+        assert_eq!(packs, [(1, 1000), (2, 1000), (3, 1000)]);
+        assert_eq!(idx.get(&BlobId([1; 32])).unwrap().pack_size, 1000);
     }
 
     #[test]

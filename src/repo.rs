@@ -14,7 +14,7 @@ use crate::config::{self, Config};
 use crate::crypto::{Cipher, Keys, MasterKey, SecretKey};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{BlobId, ObjectId};
-use crate::index::{Index, Location, open_index};
+use crate::index::{Index, open_index};
 use crate::keyslot::{self, KdfParams, Passphrase, RecoveryKey, SlotInfo, SlotKind};
 use crate::readahead::ReadAhead;
 use crate::snapshot::Snapshot;
@@ -313,10 +313,9 @@ impl Repository {
                 batch.push(loc);
             }
             let name = pack_name(&first.pack);
-            let pack_size = self.index.packs().get(&first.pack).copied().unwrap_or(end);
             let bytes = self
                 .read_ahead
-                .read(&first.pack, pack_size, start..end, |r| {
+                .read(&first.pack, first.pack_size, start..end, |r| {
                     self.store.get_range(&name, r)
                 })?;
             for (id, loc) in rest.iter().zip(&batch) {
@@ -324,31 +323,13 @@ impl Repository {
                 let sealed = bytes.get(at..at + loc.length as usize).ok_or_else(|| {
                     Error::corrupt(format!("pack {} is truncated", loc.pack.short()))
                 })?;
-                each(self.open_located(kind, id, loc, sealed)?)?;
+                let plain = open_blob(&self.keys, kind, id, sealed)
+                    .map_err(|e| e.context(format!("pack {}", loc.pack.short())))?;
+                each(plain)?;
             }
             rest = &rest[batch.len()..];
         }
         Ok(())
-    }
-
-    fn open_located(
-        &self,
-        kind: BlobType,
-        id: &BlobId,
-        loc: &Location,
-        sealed: &[u8],
-    ) -> Result<Vec<u8>> {
-        let plain = open_blob(&self.keys, kind, id, sealed)
-            .map_err(|e| e.context(format!("pack {}", loc.pack.short())))?;
-        if plain.len() != loc.raw_length as usize {
-            return Err(Error::corrupt(format!(
-                "blob {} has {} bytes but the index says {}",
-                id.short(),
-                plain.len(),
-                loc.raw_length
-            )));
-        }
-        Ok(plain)
     }
 
     /// Reads and decodes a tree.

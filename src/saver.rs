@@ -68,7 +68,12 @@ impl<'r> BlobSaver<'r> {
     /// in this run's index, so work already uploaded is not uploaded again. Packs whose header
     /// cannot be read are left for `check` to report. Returns how many packs were adopted.
     pub fn adopt_unindexed_packs(&mut self) -> Result<usize> {
-        let known: HashSet<String> = self.repo.index().packs().keys().map(pack_name).collect();
+        let known: HashSet<String> = self
+            .repo
+            .index()
+            .packs()
+            .map(|(id, _)| pack_name(id))
+            .collect();
         let mut adopted = 0;
         for (name, size) in self.repo.store().list("data")? {
             if known.contains(&name) {

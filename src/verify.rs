@@ -331,7 +331,11 @@ mod tests {
                 (state >> 56) as u8
             })
             .collect();
-        for len in [READ_BESIDE_MIN as usize - 1, READ_BESIDE_MIN as usize, bytes.len()] {
+        for len in [
+            READ_BESIDE_MIN as usize - 1,
+            READ_BESIDE_MIN as usize,
+            bytes.len(),
+        ] {
             let path = dir.path().join(format!("f{len}"));
             std::fs::write(&path, &bytes[..len]).unwrap();
             assert_eq!(

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
@@ -21,12 +21,70 @@ pub const WINDOW: u64 = 4 << 20;
 const WINDOWS: usize = 4;
 
 /// Recently fetched windows of packs, shared by the threads of one process.
+///
+/// With `share_fetches` (for remote stores), a thread that needs bytes of a window another
+/// thread is fetching waits for that window instead of asking the store for it again:
+/// restore workers start on neighbouring files at once, and without this each of them would
+/// download the same window. A local read is cheaper than the wait, so there each thread
+/// fetches for itself.
 #[derive(Default)]
 pub struct ReadAhead {
-    windows: Mutex<VecDeque<(ObjectId, u64, Bytes)>>,
+    share_fetches: bool,
+    state: Mutex<State>,
+    fetched: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    windows: VecDeque<(ObjectId, u64, Bytes)>,
+    /// Windows being fetched: pack, start, end.
+    fetching: Vec<(ObjectId, u64, u64)>,
+}
+
+impl State {
+    fn cached(&self, pack: &ObjectId, range: &Range<u64>) -> Option<Bytes> {
+        self.windows.iter().rev().find_map(|(id, start, bytes)| {
+            let end = start + bytes.len() as u64;
+            (id == pack && *start <= range.start && range.end <= end)
+                .then(|| bytes.slice((range.start - start) as usize..(range.end - start) as usize))
+        })
+    }
+
+    fn being_fetched(&self, pack: &ObjectId, range: &Range<u64>) -> bool {
+        self.fetching
+            .iter()
+            .any(|(id, start, end)| id == pack && *start <= range.start && range.end <= *end)
+    }
+}
+
+/// A window one thread is fetching; dropping it (also on unwinding) wakes the threads
+/// waiting for it, which then find it kept or fetch for themselves.
+struct Fetching<'a> {
+    ahead: &'a ReadAhead,
+    window: (ObjectId, u64, u64),
+}
+
+impl Drop for Fetching<'_> {
+    fn drop(&mut self) {
+        if !self.ahead.share_fetches {
+            return;
+        }
+        if let Some(mut s) = self.ahead.lock() {
+            s.fetching.retain(|f| *f != self.window);
+        }
+        self.ahead.fetched.notify_all();
+    }
 }
 
 impl ReadAhead {
+    /// A read-ahead cache; see the type's documentation for `share_fetches`.
+    pub fn new(share_fetches: bool) -> Self {
+        ReadAhead {
+            share_fetches,
+            ..ReadAhead::default()
+        }
+    }
+
     /// The bytes `range` of `pack`, from a kept window or from `fetch`. A read shorter than a
     /// window fetches a window (clipped to `pack_size`) and keeps it; a longer one is
     /// fetched as asked and not kept. If the window cannot be read whole (a truncated pack),
@@ -38,35 +96,52 @@ impl ReadAhead {
         range: Range<u64>,
         fetch: impl Fn(Range<u64>) -> Result<Bytes, E>,
     ) -> Result<Bytes, E> {
-        if let Some(hit) = self.cached(pack, &range) {
-            return Ok(hit);
-        }
         let len = range.end - range.start;
         let end = pack_size.min(range.start + WINDOW);
+        let mut state = self.lock();
+        loop {
+            if let Some(hit) = state.as_ref().and_then(|s| s.cached(pack, &range)) {
+                return Ok(hit);
+            }
+            match state {
+                Some(s) if self.share_fetches && s.being_fetched(pack, &range) => {
+                    state = self.fetched.wait(s).ok();
+                }
+                _ => break,
+            }
+        }
         if len >= WINDOW || end <= range.end {
+            drop(state);
             return fetch(range);
         }
-        let window = match fetch(range.start..end) {
-            Ok(w) if w.len() as u64 == end - range.start => w,
-            _ => return fetch(range),
+        let fetching = Fetching {
+            ahead: self,
+            window: (*pack, range.start, end),
         };
-        let wanted = window.slice(0..len as usize);
-        if let Ok(mut windows) = self.windows.lock() {
-            if windows.len() == WINDOWS {
-                windows.pop_front();
-            }
-            windows.push_back((*pack, range.start, window));
+        if let Some(s) = state.as_mut().filter(|_| self.share_fetches) {
+            s.fetching.push(fetching.window);
         }
-        Ok(wanted)
+        drop(state);
+        let got = fetch(range.start..end)
+            .ok()
+            .filter(|w| w.len() as u64 == end - range.start);
+        if let (Some(window), Some(mut s)) = (&got, self.lock()) {
+            if s.windows.len() == WINDOWS {
+                s.windows.pop_front();
+            }
+            s.windows.push_back((*pack, range.start, window.clone()));
+        }
+        drop(fetching);
+        match got {
+            Some(window) => Ok(window.slice(0..len as usize)),
+            None => fetch(range),
+        }
     }
 
-    fn cached(&self, pack: &ObjectId, range: &Range<u64>) -> Option<Bytes> {
-        let windows = self.windows.lock().ok()?;
-        windows.iter().rev().find_map(|(id, start, bytes)| {
-            let end = start + bytes.len() as u64;
-            (id == pack && *start <= range.start && range.end <= end)
-                .then(|| bytes.slice((range.start - start) as usize..(range.end - start) as usize))
-        })
+    /// The shared state; `None` if a thread panicked while holding it (then nothing is
+    /// cached or shared, and every read is fetched).
+    fn lock(&self) -> Option<MutexGuard<'_, State>> {
+        self.state.lock().ok()
     }
 }
 
@@ -88,7 +163,7 @@ mod tests {
             fetches.set(fetches.get() + 1);
             Ok::<_, ()>(data.slice(r.start as usize..r.end as usize))
         };
-        let ra = ReadAhead::default();
+        let ra = ReadAhead::new(false);
         let size = data.len() as u64;
         for start in (0..WINDOW - 100).step_by(4096) {
             let got = ra.read(&pack, size, start..start + 100, fetch).unwrap();
@@ -102,5 +177,28 @@ mod tests {
         assert_eq!(tail, data.slice(data.len() - 10..));
         assert!(ra.read(&ObjectId([2; 32]), size, 0..10, fetch).is_ok());
         assert_eq!(fetches.get(), 4);
+    }
+
+    #[test]
+    fn a_window_being_fetched_is_waited_for_not_fetched_again() {
+        let pack = ObjectId([1; 32]);
+        let data = Bytes::from(vec![7u8; 8 << 20]);
+        let fetches = std::sync::atomic::AtomicUsize::new(0);
+        let fetch = |r: Range<u64>| {
+            fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            Ok::<_, ()>(data.slice(r.start as usize..r.end as usize))
+        };
+        let ra = ReadAhead::new(true);
+        let size = data.len() as u64;
+        std::thread::scope(|scope| {
+            let first = scope.spawn(|| ra.read(&pack, size, 0..100, fetch));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            // Inside the window the first thread is fetching: served from it.
+            let second = ra.read(&pack, size, 1000..2000, fetch).unwrap();
+            assert_eq!(second, data.slice(1000..2000));
+            assert_eq!(first.join().unwrap().unwrap(), data.slice(0..100));
+        });
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -165,13 +165,13 @@ impl Repository {
         // The config goes last and create-only: a concurrent init loses cleanly.
         store.put_new("config", Bytes::from(config.seal(&keys)?))?;
         let repo = Repository {
+            read_ahead: ReadAhead::new(store.is_remote()),
             store,
             config,
             keys: Arc::new(keys),
             master,
             slot: slot_name,
             index: Index::default(),
-            read_ahead: ReadAhead::default(),
         };
         Ok((repo, recovery))
     }
@@ -198,13 +198,13 @@ impl Repository {
         let keys = Keys::derive(&master, header.cipher);
         let config = Config::open(&keys, &raw)?;
         Ok(Repository {
+            read_ahead: ReadAhead::new(store.is_remote()),
             store,
             config,
             keys: Arc::new(keys),
             master,
             slot,
             index: Index::default(),
-            read_ahead: ReadAhead::default(),
         })
     }
 

@@ -326,10 +326,15 @@ impl Store {
         )
     }
 
+    /// Whether the store is reached over the network.
+    pub fn is_remote(&self) -> bool {
+        self.remote
+    }
+
     /// Background writes worth having in flight at once: a local write to the page cache
     /// finishes long before the next pack is full, a network upload may not.
     pub fn useful_background_puts(&self) -> usize {
-        if self.remote { 2 } else { 1 }
+        if self.is_remote() { 2 } else { 1 }
     }
 
     /// Waits for a background write.

@@ -1,5 +1,6 @@
 //! Throughput of each backup stage on its own: chunking, chunk ids, compression, sealing,
-//! and encoding and decoding the trees that record directories.
+//! encoding and decoding the trees that record directories, and the kernel's side: reading
+//! a file from the page cache and writing a pack file.
 //!
 //! `cargo bench --bench stages` (add `-- --quick` for a rough pass, or a filter such as
 //! `-- seal`). Numbers are bytes of plaintext in per second.
@@ -178,5 +179,39 @@ fn trees(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(stages, chunking, hashing, compression, sealing, trees);
+/// The I/O a backup of incompressible data cannot avoid: reading each file once from the page
+/// cache, and writing (and syncing) each pack once.
+fn io(c: &mut Criterion) {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = pseudo_random(64 * MIB, 5);
+    let file = dir.path().join("input");
+    std::fs::write(&file, &data).expect("writing the input");
+    let mut group = c.benchmark_group("io");
+    configure(&mut group, 64 * MIB);
+    group.sample_size(10).sampling_mode(SamplingMode::Flat);
+    let mut block = vec![0u8; MIB];
+    group.bench_function("read_file_64MiB", |b| {
+        b.iter(|| {
+            let mut f = std::fs::File::open(&file).expect("opening the input");
+            while f.read(&mut block).expect("reading") > 0 {}
+        })
+    });
+    let pack = &data[..32 * MIB];
+    group.throughput(Throughput::Bytes(pack.len() as u64));
+    let mut n = 0u64;
+    group.bench_function("write_pack_32MiB", |b| {
+        b.iter(|| {
+            n += 1;
+            let path = dir.path().join(format!("pack-{n}"));
+            let mut f = std::fs::File::create(&path).expect("creating a pack");
+            f.write_all(pack).expect("writing a pack");
+            f.sync_all().expect("syncing a pack");
+            std::fs::remove_file(&path).expect("removing a pack");
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(stages, chunking, hashing, compression, sealing, trees, io);
 criterion_main!(stages);

@@ -24,6 +24,6 @@ cargo build --release
 # The stages incompressible data goes through, each alone on one core: compare.py derives the
 # two-core pipeline bound from them.
 cargo bench --bench stages -- \
-    '^(chunking/random_64MiB|hash_1MiB/(keyed_blob_id|blake3_plain)|seal_blob_1MiB/zstd1_incompressible)$'
+    '^(chunking/random_64MiB|hash_1MiB/(keyed_blob_id|blake3_plain)|seal_blob_1MiB/zstd1_incompressible|io/(read_file_64MiB|write_pack_32MiB))$'
 exec python3 scripts/bench/compare.py --coffer "$root/target/release/coffer" \
     --stages "$root/target/criterion" "$@"

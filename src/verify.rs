@@ -71,7 +71,6 @@ pub fn verify_restored(
     let (to_hashers, contents) = std::sync::mpsc::sync_channel::<Content>(1024);
     let contents = Mutex::new(contents);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut files = 0;
     let (walked, content_failures) = std::thread::scope(|scope| {
         let hashers: Vec<_> = (0..threads)
             .map(|_| scope.spawn(|| compare_contents(&contents)))
@@ -109,12 +108,11 @@ pub fn verify_restored(
             compare_metadata(node, &meta, as_root, &mut fail);
             match node.kind {
                 NodeKind::File => {
-                    counts.files += 1;
-                    counts.bytes += meta.size();
                     let expected = node.blake3.map(|h| h.to_hex()).unwrap_or_default();
                     // Fails only if every hasher stopped, which the join below reports.
-                    let _ = to_hashers.send((files, shown.clone(), path.clone(), expected));
-                    files += 1;
+                    let _ = to_hashers.send((counts.files, shown.clone(), path.clone(), expected));
+                    counts.files += 1;
+                    counts.bytes += meta.size();
                     if node.links > 1 {
                         links
                             .entry((node.device, node.inode))
@@ -177,16 +175,14 @@ pub fn verify_restored(
 }
 
 /// A file to hash: its place in walk order, shown path, path and expected BLAKE3.
-type Content = (usize, String, PathBuf, String);
+type Content = (u64, String, PathBuf, String);
 
 /// Hashes the files taken off `queue` until it closes; returns a failure for each mismatch.
-fn compare_contents(queue: &Mutex<Receiver<Content>>) -> Vec<(usize, Failure)> {
+fn compare_contents(queue: &Mutex<Receiver<Content>>) -> Vec<(u64, Failure)> {
     let mut failures = Vec::new();
     loop {
-        let next = match queue.lock() {
-            Ok(q) => q.recv(),
-            Err(_) => return failures,
-        };
+        // The lock is held only to receive, which cannot panic: a poisoned lock is still sound.
+        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
         let Ok((i, shown, path, expected)) = next else {
             return failures;
         };
@@ -208,13 +204,13 @@ fn compare_contents(queue: &Mutex<Receiver<Content>>) -> Vec<(usize, Failure)> {
 }
 
 /// The hashers' failures in walk order, whichever thread found them.
-fn joined(hashers: Vec<ScopedJoinHandle<'_, Vec<(usize, Failure)>>>) -> Vec<Failure> {
+fn joined(hashers: Vec<ScopedJoinHandle<'_, Vec<(u64, Failure)>>>) -> Vec<Failure> {
     let mut all = Vec::new();
     for hasher in hashers {
         match hasher.join() {
             Ok(failures) => all.extend(failures),
             Err(_) => all.push((
-                usize::MAX,
+                u64::MAX,
                 Failure {
                     path: "(verification)".into(),
                     check: "blake3".into(),

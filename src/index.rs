@@ -179,9 +179,10 @@ const FENCE_BITS: u32 = 16;
 /// A flat array of 44-byte entries sorted by id: a third of the memory of a hash map of the
 /// same blobs, and built with one allocation of the right size (see [`Index::with_capacity`]),
 /// so 10^7 blobs take 440 MB. Packs are numbered in the order they are added; a table holds
-/// each one's id and size (40 bytes a pack) and the pack numbers sorted by id (4 bytes). A fence of 2^16 offsets (256 KiB) says where the ids
-/// starting with each 16-bit prefix begin, so a lookup bisects only its bucket (about 150
-/// entries at 10^7 blobs), close together in memory. Entries pushed since the
+/// each one's id and size (40 bytes a pack) and the pack numbers sorted by id (4 bytes). A
+/// fence of 2^16 offsets (256 KiB) says where the ids starting with each 16-bit prefix begin,
+/// so a lookup bisects only its bucket (about 150 entries at 10^7 blobs), close together in
+/// memory. Entries pushed since the
 /// last [`Index::sort`] are searched linearly, so lookups are always right; callers sort
 /// after adding many packs.
 #[derive(Default)]
@@ -217,7 +218,7 @@ impl Index {
     /// Adds a pack's blobs, to be found after the next [`Index::sort`] (or linearly until then).
     /// A pack already known is ignored.
     pub fn push_pack(&mut self, pack: &IndexedPack) {
-        if self.sorted_pack(&pack.id).is_some() || !self.pending.insert(pack.id) {
+        if self.has_sorted_pack(&pack.id) || !self.pending.insert(pack.id) {
             return;
         }
         let n = self.packs.len() as u32;
@@ -234,13 +235,12 @@ impl Index {
         }));
     }
 
-    /// The number of `pack` if it was added before the last sort.
-    fn sorted_pack(&self, pack: &ObjectId) -> Option<u32> {
+    /// Whether `pack` was added before the last sort.
+    fn has_sorted_pack(&self, pack: &ObjectId) -> bool {
         let packs = &self.packs;
         self.pack_order
             .binary_search_by(|&n| packs[n as usize].0.cmp(pack))
-            .ok()
-            .map(|i| self.pack_order[i])
+            .is_ok()
     }
 
     /// Adds a pack's blobs and sorts.

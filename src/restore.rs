@@ -241,17 +241,18 @@ fn write_content(repo: &Repository, node: &Node, file: &mut File, path: &Path) -
     let mut ends_in_hole = false;
     let io = |e| local_write_error(path, e);
     let write = |chunk: Chunk| {
-        match &chunk {
-            Chunk::Data(bytes) => file.write_all(bytes).map_err(io)?,
+        let len = match &chunk {
+            Chunk::Data(bytes) => {
+                file.write_all(bytes).map_err(io)?;
+                bytes.len()
+            }
             Chunk::Zeros(len) => {
                 file.seek(SeekFrom::Current(*len as i64)).map_err(io)?;
+                *len
             }
-        }
+        };
         ends_in_hole = matches!(chunk, Chunk::Zeros(_));
-        written += match chunk {
-            Chunk::Data(bytes) => bytes.len(),
-            Chunk::Zeros(len) => len,
-        } as u64;
+        written += len as u64;
         Ok(())
     };
     let hash = if node.size >= SPLIT_WRITE_MIN {

@@ -218,25 +218,24 @@ fn encrypt(
     ad: &[u8],
     buf: &mut [u8],
 ) -> Result<[u8; TAG_LEN]> {
-    let fail = |_| Error::invalid("message too long for the cipher");
-    let tag = match cipher {
+    let fail = || Error::invalid("message too long for the cipher");
+    let mut out = [0u8; TAG_LEN];
+    match cipher {
         Cipher::XChaCha20Poly1305 => {
             let aead = XChaCha20Poly1305::new(key.expose().into());
-            aead.encrypt_inout_detached(&XNonce::from(*nonce), ad, buf.into())
-                .map_err(fail)?
+            let tag = aead
+                .encrypt_inout_detached(&XNonce::from(*nonce), ad, buf.into())
+                .map_err(|_| fail())?;
+            out.copy_from_slice(&tag);
         }
         Cipher::Aes256Gcm => {
             let (aead, gcm_nonce) = aes_message_cipher(key, nonce)?;
             let tag = aead
                 .seal_in_place_separate_tag(gcm_nonce, Aad::from(ad), buf)
-                .map_err(|_| Error::invalid("message too long for the cipher"))?;
-            let mut out = [0u8; TAG_LEN];
+                .map_err(|_| fail())?;
             out.copy_from_slice(tag.as_ref());
-            return Ok(out);
         }
-    };
-    let mut out = [0u8; TAG_LEN];
-    out.copy_from_slice(&tag);
+    }
     Ok(out)
 }
 

@@ -2,10 +2,18 @@
 //!
 //! Restoring many small files asks for many small blobs, and a backup's blobs lie in its
 //! packs in the order the files were read, which is the order a restore asks for them. One
-//! request per blob would cost a round trip each (tens of milliseconds on S3), so a small read
-//! fetches a whole window from its offset on and keeps the last few windows: the next files'
-//! blobs are then served from memory. Memory is bounded by `WINDOWS × WINDOW` bytes.
+//! request per blob would cost a round trip each (tens of milliseconds on S3), so a read that
+//! continues a recent one fetches a whole window and keeps the last few windows, the most
+//! recently used last: the next files' blobs are then served from memory. A read that jumps
+//! elsewhere (a duplicate file whose chunks an older backup stored) fetches only a small
+//! window, since nothing says its neighbours will be wanted; if the next read follows it, that
+//! one fetches a whole window. Memory is bounded by `WINDOWS × WINDOW` bytes.
 //! Windows hold sealed bytes only; every blob is still opened and verified by the caller.
+//!
+//! Trees are read in about the reverse of the order they were written: a directory's tree
+//! follows its subdirectories' trees in the pack, and a walk visits it before them. So trees
+//! have a read-ahead of their own (the walk and the restore workers would otherwise evict each
+//! other's windows), whose windows reach as far back from the asked offset as forward.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -15,10 +23,14 @@ use bytes::Bytes;
 
 use crate::id::ObjectId;
 
-/// Bytes fetched by one read-ahead request.
+/// Bytes fetched by one read-ahead request that continues a recent one.
 pub const WINDOW: u64 = 4 << 20;
+/// Bytes fetched by a read that jumps away from every recent one.
+const JUMP_WINDOW: u64 = 128 << 10;
 /// Windows kept.
 const WINDOWS: usize = 4;
+/// Recent fetches remembered to tell a continuing read from a jump.
+const RECENT: usize = 16;
 
 /// Recently fetched windows of packs, shared by the threads of one process.
 ///
@@ -30,24 +42,37 @@ const WINDOWS: usize = 4;
 #[derive(Default)]
 pub struct ReadAhead {
     share_fetches: bool,
+    /// Part of a window that lies before the asked offset.
+    behind: u64,
     state: Mutex<State>,
     fetched: Condvar,
 }
 
+/// A fetched part of a pack: pack, start, end.
+type Span = (ObjectId, u64, u64);
+
 #[derive(Default)]
 struct State {
+    /// Kept windows, least recently used first.
     windows: VecDeque<(ObjectId, u64, Bytes)>,
-    /// Windows being fetched: pack, start, end.
-    fetching: Vec<(ObjectId, u64, u64)>,
+    /// Windows being fetched.
+    fetching: Vec<Span>,
+    /// The last [`RECENT`] windows fetched.
+    recent: VecDeque<Span>,
 }
 
 impl State {
-    fn cached(&self, pack: &ObjectId, range: &Range<u64>) -> Option<Bytes> {
-        self.windows.iter().rev().find_map(|(id, start, bytes)| {
-            let end = start + bytes.len() as u64;
-            (id == pack && *start <= range.start && range.end <= end)
-                .then(|| bytes.slice((range.start - start) as usize..(range.end - start) as usize))
-        })
+    fn cached(&mut self, pack: &ObjectId, range: &Range<u64>) -> Option<Bytes> {
+        let at = self.windows.iter().rposition(|(id, start, bytes)| {
+            id == pack && *start <= range.start && range.end <= start + bytes.len() as u64
+        })?;
+        let kept = self.windows.remove(at)?;
+        let from = (range.start - kept.1) as usize;
+        let hit = kept
+            .2
+            .slice(from..from + (range.end - range.start) as usize);
+        self.windows.push_back(kept);
+        Some(hit)
     }
 
     fn being_fetched(&self, pack: &ObjectId, range: &Range<u64>) -> bool {
@@ -55,13 +80,21 @@ impl State {
             .iter()
             .any(|(id, start, end)| id == pack && *start <= range.start && range.end <= *end)
     }
+
+    /// Whether a read at `offset` of `pack` continues a recent fetch: it starts within a
+    /// window after one (or, reading around, within a window on either side).
+    fn continues(&self, pack: &ObjectId, offset: u64, behind: u64) -> bool {
+        self.recent.iter().any(|(id, start, end)| {
+            id == pack && offset + 2 * behind >= *start && offset < end + WINDOW
+        })
+    }
 }
 
 /// A window one thread is fetching; dropping it (also on unwinding) wakes the threads
 /// waiting for it, which then find it kept or fetch for themselves.
 struct Fetching<'a> {
     ahead: &'a ReadAhead,
-    window: (ObjectId, u64, u64),
+    window: Span,
 }
 
 impl Drop for Fetching<'_> {
@@ -77,10 +110,21 @@ impl Drop for Fetching<'_> {
 }
 
 impl ReadAhead {
-    /// A read-ahead cache; see the type's documentation for `share_fetches`.
-    pub fn new(share_fetches: bool) -> Self {
+    /// A read-ahead for blobs read in the order they were written; see the type's
+    /// documentation for `share_fetches`.
+    pub fn forward(share_fetches: bool) -> Self {
         ReadAhead {
             share_fetches,
+            ..ReadAhead::default()
+        }
+    }
+
+    /// A read-ahead whose windows reach half back and half forward from the asked offset,
+    /// for trees.
+    pub fn around(share_fetches: bool) -> Self {
+        ReadAhead {
+            share_fetches,
+            behind: WINDOW / 2,
             ..ReadAhead::default()
         }
     }
@@ -97,10 +141,9 @@ impl ReadAhead {
         fetch: impl Fn(Range<u64>) -> Result<Bytes, E>,
     ) -> Result<Bytes, E> {
         let len = range.end - range.start;
-        let end = pack_size.min(range.start + WINDOW);
         let mut state = self.lock();
         loop {
-            if let Some(hit) = state.as_ref().and_then(|s| s.cached(pack, &range)) {
+            if let Some(hit) = state.as_mut().and_then(|s| s.cached(pack, &range)) {
                 return Ok(hit);
             }
             match state {
@@ -110,30 +153,47 @@ impl ReadAhead {
                 _ => break,
             }
         }
+        let continues = state
+            .as_ref()
+            .is_some_and(|s| s.continues(pack, range.start, self.behind));
+        let (size, behind) = match continues {
+            true => (WINDOW, self.behind),
+            false => (JUMP_WINDOW, self.behind.min(JUMP_WINDOW / 2)),
+        };
+        let start = range.start.saturating_sub(behind);
+        let end = pack_size.min(start + size);
+        let window = (*pack, start, end.max(range.end));
+        if let Some(s) = state.as_mut() {
+            if s.recent.len() == RECENT {
+                s.recent.pop_front();
+            }
+            s.recent.push_back(window);
+        }
         if len >= WINDOW || end <= range.end {
             drop(state);
             return fetch(range);
         }
         let fetching = Fetching {
             ahead: self,
-            window: (*pack, range.start, end),
+            window,
         };
         if let Some(s) = state.as_mut().filter(|_| self.share_fetches) {
             s.fetching.push(fetching.window);
         }
         drop(state);
-        let got = fetch(range.start..end)
+        let got = fetch(start..end)
             .ok()
-            .filter(|w| w.len() as u64 == end - range.start);
+            .filter(|w| w.len() as u64 == end - start);
         if let (Some(window), Some(mut s)) = (&got, self.lock()) {
             if s.windows.len() == WINDOWS {
                 s.windows.pop_front();
             }
-            s.windows.push_back((*pack, range.start, window.clone()));
+            s.windows.push_back((*pack, start, window.clone()));
         }
         drop(fetching);
+        let at = (range.start - start) as usize;
         match got {
-            Some(window) => Ok(window.slice(0..len as usize)),
+            Some(window) => Ok(window.slice(at..at + len as usize)),
             None => fetch(range),
         }
     }
@@ -148,35 +208,100 @@ impl ReadAhead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::Cell;
+    /// A pack of `len` bytes and a fetch from it that records the ranges it was asked for.
+    fn pack(len: usize) -> (Bytes, std::sync::Mutex<Vec<Range<u64>>>) {
+        let data = (0..=255u8).cycle().take(len).collect::<Vec<_>>();
+        (data.into(), std::sync::Mutex::new(Vec::new()))
+    }
 
     #[test]
-    fn small_reads_share_one_window_and_large_reads_pass_through() {
-        let pack = ObjectId([1; 32]);
-        let data: Bytes = (0..=255u8)
-            .cycle()
-            .take(10 << 20)
-            .collect::<Vec<_>>()
-            .into();
-        let fetches = Cell::new(0);
+    fn reads_that_follow_share_a_window_and_jumps_fetch_little() {
+        let id = ObjectId([1; 32]);
+        let (data, asked) = pack(40 << 20);
         let fetch = |r: Range<u64>| {
-            fetches.set(fetches.get() + 1);
+            asked.lock().unwrap().push(r.clone());
             Ok::<_, ()>(data.slice(r.start as usize..r.end as usize))
         };
-        let ra = ReadAhead::new(false);
+        let fetches = || asked.lock().unwrap().len();
+        let ra = ReadAhead::forward(false);
         let size = data.len() as u64;
-        for start in (0..WINDOW - 100).step_by(4096) {
-            let got = ra.read(&pack, size, start..start + 100, fetch).unwrap();
+        // The first read is a jump: a small window. The read after it fetches a whole one,
+        // which serves every later read inside it.
+        for start in (0..JUMP_WINDOW + WINDOW - 100).step_by(4096) {
+            let got = ra.read(&id, size, start..start + 100, fetch).unwrap();
             assert_eq!(got, data.slice(start as usize..start as usize + 100));
         }
-        assert_eq!(fetches.get(), 1);
-        let big = ra.read(&pack, size, 0..WINDOW + 1, fetch).unwrap();
+        assert_eq!(fetches(), 2);
+        let second = asked.lock().unwrap()[1].clone();
+        assert_eq!(second.end - second.start, WINDOW);
+        // A jump far into the pack fetches a small window again.
+        let far = 30 << 20;
+        assert_eq!(
+            ra.read(&id, size, far..far + 10, fetch).unwrap(),
+            data.slice(far as usize..far as usize + 10)
+        );
+        assert_eq!(asked.lock().unwrap()[2], far..far + JUMP_WINDOW);
+        // A read longer than a window passes through; near the end of the pack the window
+        // is clipped; another pack misses.
+        let big = ra.read(&id, size, 0..WINDOW + 1, fetch).unwrap();
         assert_eq!(big.len() as u64, WINDOW + 1);
-        // Near the end of the pack the window is clipped, and another pack misses.
-        let tail = ra.read(&pack, size, size - 10..size, fetch).unwrap();
+        assert_eq!(asked.lock().unwrap()[3], 0..WINDOW + 1);
+        let tail = ra.read(&id, size, size - 10..size, fetch).unwrap();
         assert_eq!(tail, data.slice(data.len() - 10..));
         assert!(ra.read(&ObjectId([2; 32]), size, 0..10, fetch).is_ok());
-        assert_eq!(fetches.get(), 4);
+        assert_eq!(fetches(), 6);
+    }
+
+    #[test]
+    fn a_window_in_use_outlives_newer_ones_and_tree_windows_reach_back() {
+        let id = ObjectId([1; 32]);
+        let (data, asked) = pack(64 << 20);
+        let fetch = |r: Range<u64>| {
+            asked.lock().unwrap().push(r.clone());
+            Ok::<_, ()>(data.slice(r.start as usize..r.end as usize))
+        };
+        let fetches = || asked.lock().unwrap().len();
+        let size = data.len() as u64;
+        let ra = ReadAhead::forward(false);
+        // A stream through the pack, and now and then a read of a second, small region
+        // (the changed files of a later backup): that window stays kept while the stream's
+        // windows come and go.
+        let other = 60 << 20;
+        ra.read(&id, size, other..other + 10, fetch).unwrap();
+        ra.read(&id, size, other + 20..other + 30, fetch).unwrap();
+        let before = fetches();
+        for (i, start) in (0..40 << 20).step_by(64 << 10).enumerate() {
+            ra.read(&id, size, start..start + 100, fetch).unwrap();
+            if i % 8 == 0 {
+                ra.read(&id, size, other + i as u64..other + i as u64 + 10, fetch)
+                    .unwrap();
+            }
+        }
+        let stream = asked.lock().unwrap()[before..]
+            .iter()
+            .filter(|r| r.start < other)
+            .count();
+        assert_eq!(
+            fetches() - before,
+            stream,
+            "the second region was fetched again"
+        );
+        assert!(stream <= 12, "{stream} fetches for 10 windows of stream");
+
+        // Trees: a walk visits a directory before the subdirectories stored ahead of it.
+        let ra = ReadAhead::around(false);
+        let at = 20 << 20;
+        let before = fetches();
+        for back in (0..WINDOW / 2).step_by(4096) {
+            ra.read(&id, size, at - back..at - back + 10, fetch)
+                .unwrap();
+        }
+        // A small window around the first read, then a whole one around the first read
+        // past it, which reaches back past all the others.
+        let fetched = asked.lock().unwrap()[before..].to_vec();
+        assert_eq!(fetched.len(), 2, "{fetched:?}");
+        assert_eq!(fetched[0], at - JUMP_WINDOW / 2..at + JUMP_WINDOW / 2);
+        assert!(fetched[1].start < at - WINDOW / 2 + 4096);
     }
 
     #[test]
@@ -189,7 +314,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(200));
             Ok::<_, ()>(data.slice(r.start as usize..r.end as usize))
         };
-        let ra = ReadAhead::new(true);
+        let ra = ReadAhead::forward(true);
         let size = data.len() as u64;
         std::thread::scope(|scope| {
             let first = scope.spawn(|| ra.read(&pack, size, 0..100, fetch));

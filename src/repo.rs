@@ -62,7 +62,8 @@ pub struct Repository {
     master: MasterKey,
     slot: String,
     index: Index,
-    read_ahead: ReadAhead,
+    data_reads: ReadAhead,
+    tree_reads: ReadAhead,
 }
 
 /// Snapshots with their ids, oldest first.
@@ -165,7 +166,8 @@ impl Repository {
         // The config goes last and create-only: a concurrent init loses cleanly.
         store.put_new("config", Bytes::from(config.seal(&keys)?))?;
         let repo = Repository {
-            read_ahead: ReadAhead::new(store.is_remote()),
+            data_reads: ReadAhead::forward(store.is_remote()),
+            tree_reads: ReadAhead::around(store.is_remote()),
             store,
             config,
             keys: Arc::new(keys),
@@ -198,7 +200,8 @@ impl Repository {
         let keys = Keys::derive(&master, header.cipher);
         let config = Config::open(&keys, &raw)?;
         Ok(Repository {
-            read_ahead: ReadAhead::new(store.is_remote()),
+            data_reads: ReadAhead::forward(store.is_remote()),
+            tree_reads: ReadAhead::around(store.is_remote()),
             store,
             config,
             keys: Arc::new(keys),
@@ -313,11 +316,13 @@ impl Repository {
                 batch.push(loc);
             }
             let name = pack_name(&first.pack);
-            let bytes = self
-                .read_ahead
-                .read(&first.pack, first.pack_size, start..end, |r| {
-                    self.store.get_range(&name, r)
-                })?;
+            let read_ahead = match kind {
+                BlobType::Data => &self.data_reads,
+                BlobType::Tree => &self.tree_reads,
+            };
+            let bytes = read_ahead.read(&first.pack, first.pack_size, start..end, |r| {
+                self.store.get_range(&name, r)
+            })?;
             for (id, loc) in rest.iter().zip(&batch) {
                 let at = (u64::from(loc.offset) - start) as usize;
                 let sealed = bytes.get(at..at + loc.length as usize).ok_or_else(|| {

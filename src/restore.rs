@@ -8,7 +8,8 @@
 //! failure, never a silent partial result.
 //!
 //! The walk over the trees runs on the calling thread and creates every entry in order;
-//! file content and metadata are written by two workers per core, each fetching a file's
+//! file content and metadata are written by two workers per core, which take the files in
+//! batches of neighbours (one wake-up per batch, not per file) and fetch each file's
 //! neighbouring chunks with one ranged read (for a large file, on a thread of its own that
 //! opens chunks while the worker writes them). Directory metadata is applied once every file is
 //! written, deepest first, and the target file system is synced once at the end (and in the
@@ -80,7 +81,7 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
     // Two workers per core: while one waits for a read or the disk, the other decrypts.
     let threads = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
     let written = Mutex::new(Written::default());
-    let (jobs, queue) = sync_channel(4 * threads);
+    let (jobs, queue) = sync_channel(threads);
     let queue = Mutex::new(queue);
     let mut r = Restorer {
         repo,
@@ -92,6 +93,8 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
         links: Vec::new(),
         dir_metadata: Vec::new(),
         jobs: Some(jobs),
+        batch: Vec::new(),
+        batch_bytes: 0,
         written: &written,
         out: RestoreOutcome::default(),
     };
@@ -108,7 +111,9 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
             })
             .collect();
         let walked = match &workers {
-            Ok(_) => r.dir(&tree.nodes, b"", &opts.target, !r.filtering()),
+            Ok(_) => r
+                .dir(&tree.nodes, b"", &opts.target, !r.filtering())
+                .and_then(|any| r.send_batch().map(|()| any)),
             Err(_) => Ok(false),
         };
         // Closing the queue lets the workers finish (also when one could not be started).
@@ -140,6 +145,24 @@ struct Written {
     fatal: Option<Error>,
 }
 
+impl Written {
+    fn merge(&mut self, other: Written) {
+        self.out.files += other.out.files;
+        self.out.bytes += other.out.bytes;
+        self.out.errors.extend(other.out.errors);
+        self.out.warnings.extend(other.out.warnings);
+        self.failed_links.extend(other.failed_links);
+        if self.fatal.is_none() {
+            self.fatal = other.fatal;
+        }
+    }
+}
+
+/// Files handed to a worker at once: up to this many...
+const BATCH_FILES: usize = 16;
+/// ...or until their content reaches this many bytes.
+const BATCH_BYTES: u64 = 1 << 20;
+
 /// A file created by the walk, for a worker to fill.
 struct FileJob {
     node: Node,
@@ -152,47 +175,56 @@ fn worker_died() -> Error {
     Error::new(ErrorKind::Io, "a restore thread stopped unexpectedly")
 }
 
-/// Takes files off `queue` until it closes: writes, verifies and applies metadata.
+/// Takes batches of files off `queue` until it closes: writes, verifies and applies
+/// metadata.
 fn write_files(
     repo: &Repository,
     as_root: bool,
-    queue: &Mutex<Receiver<FileJob>>,
+    queue: &Mutex<Receiver<Vec<FileJob>>>,
     written: &Mutex<Written>,
 ) {
     loop {
-        let job = match queue.lock() {
+        let batch = match queue.lock() {
             Ok(q) => q.recv(),
             Err(_) => return,
         };
-        let Ok(job) = job else { return };
+        let Ok(batch) = batch else { return };
         let skip = written.lock().map_or(true, |w| w.fatal.is_some());
         if skip {
             continue;
         }
-        let mut file = job.file;
-        let result = write_content(repo, &job.node, &mut file, &job.path);
-        let warnings = match result {
-            Ok(()) => fsmeta::apply_file_metadata(&file, &job.path, &job.node, as_root),
-            Err(_) => Vec::new(),
-        };
-        let Ok(mut w) = written.lock() else { return };
-        match result {
-            Ok(()) => {
-                w.out.files += 1;
-                w.out.bytes += job.node.size;
-                w.out.warnings.extend(warnings);
+        let mut done = Written::default();
+        for job in batch {
+            write_file(repo, as_root, job, &mut done);
+            if done.fatal.is_some() {
+                break;
             }
-            // Damaged or missing repository data spoils this file only; the others go on.
-            // A local write failure (full disk, permissions) stops the restore instead of
-            // producing one error per remaining file.
-            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
-                if job.node.links > 1 {
-                    w.failed_links.insert((job.node.device, job.node.inode));
-                }
-                w.out.errors.push(failure(&job.snap_path, &e));
-            }
-            Err(e) => w.fatal = Some(e),
         }
+        let Ok(mut w) = written.lock() else { return };
+        w.merge(done);
+    }
+}
+
+/// Writes one file's content and metadata, recording the outcome in `done`.
+fn write_file(repo: &Repository, as_root: bool, job: FileJob, done: &mut Written) {
+    let mut file = job.file;
+    match write_content(repo, &job.node, &mut file, &job.path) {
+        Ok(()) => {
+            let warnings = fsmeta::apply_file_metadata(&file, &job.path, &job.node, as_root);
+            done.out.files += 1;
+            done.out.bytes += job.node.size;
+            done.out.warnings.extend(warnings);
+        }
+        // Damaged or missing repository data spoils this file only; the others go on.
+        // A local write failure (full disk, permissions) stops the restore instead of
+        // producing one error per remaining file.
+        Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
+            if job.node.links > 1 {
+                done.failed_links.insert((job.node.device, job.node.inode));
+            }
+            done.out.errors.push(failure(&job.snap_path, &e));
+        }
+        Err(e) => done.fatal = Some(e),
     }
 }
 
@@ -377,7 +409,10 @@ struct Restorer<'r> {
     links: Vec<((u64, u64), Vec<u8>)>,
     /// Directories whose metadata waits until every file is written, deepest first.
     dir_metadata: Vec<(PathBuf, Node)>,
-    jobs: Option<SyncSender<FileJob>>,
+    jobs: Option<SyncSender<Vec<FileJob>>>,
+    /// Files created but not yet sent to the workers, and the bytes of their content.
+    batch: Vec<FileJob>,
+    batch_bytes: u64,
     written: &'r Mutex<Written>,
     out: RestoreOutcome,
 }
@@ -520,16 +555,30 @@ impl Restorer<'_> {
         if node.links > 1 {
             self.hardlinks.insert(key, path.to_path_buf());
         }
-        let job = FileJob {
+        self.batch_bytes += node.size;
+        self.batch.push(FileJob {
             node: node.clone(),
             snap_path: snap_path.to_vec(),
             path: path.to_path_buf(),
             file,
-        };
+        });
+        if self.batch.len() == BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
+            self.send_batch()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the files created so far to the workers.
+    fn send_batch(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.batch_bytes = 0;
+        let batch = std::mem::take(&mut self.batch);
         let sent = self
             .jobs
             .as_ref()
-            .is_some_and(|jobs| jobs.send(job).is_ok());
+            .is_some_and(|jobs| jobs.send(batch).is_ok());
         let stopped = self.written.lock().map_or(true, |w| w.fatal.is_some());
         if !sent || stopped {
             // The workers hit a local write error; it is returned once they have stopped.

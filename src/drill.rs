@@ -80,9 +80,11 @@ pub fn drill(
     let (only, selected_files, selected_bytes) = select(&files, opts.sample, seed);
     let scratch = scratch_dir(opts.target.as_deref())?;
 
+    // Every restored file is read back below.
     let restore_opts = RestoreOptions {
         target: scratch.clone(),
         only: only.clone(),
+        read_back: true,
         ..Default::default()
     };
     let restored = restore(repo, &snap.tree, &restore_opts);

@@ -44,6 +44,10 @@ pub struct RestoreOptions {
     pub exclude: Vec<String>,
     /// Only restore these snapshot paths (`/a/b`), creating the directories above them.
     pub only: Option<HashSet<Vec<u8>>>,
+    /// The caller reads every restored file back and compares its BLAKE3 with the snapshot
+    /// (`restore --verify`), so files are not also hashed while they are written. Every
+    /// chunk is still checked against its keyed id, and every file's size.
+    pub read_back: bool,
 }
 
 /// A file or directory that could not be restored intact.
@@ -74,10 +78,28 @@ pub struct RestoreOutcome {
 
 /// Restores the tree `root` into `opts.target`.
 pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Result<RestoreOutcome> {
+    restore_then(repo, root, opts, |_| Ok(())).map(|(out, ())| out)
+}
+
+/// Restores like [`restore`], then runs `then` (a read-back) on the outcome while the final
+/// sync of the target's file system runs beside it: the disk writes what is left while the
+/// files are read back from memory. Returns once both are done, so a success still means
+/// the restored copy is on disk.
+pub fn restore_then<T>(
+    repo: &Repository,
+    root: &BlobId,
+    opts: &RestoreOptions,
+    then: impl FnOnce(&RestoreOutcome) -> Result<T>,
+) -> Result<(RestoreOutcome, T)> {
     std::fs::create_dir_all(&opts.target)
         .map_err(|e| Error::io(format!("creating target {}", opts.target.display()), e))?;
     let tree = repo.load_tree(root)?;
     let as_root = nix::unistd::geteuid().is_root();
+    let writer = FileWriter {
+        repo,
+        as_root,
+        hash_files: !opts.read_back,
+    };
     // Two workers per core: while one waits for a read or the disk, the other decrypts.
     let threads = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
     let written = Mutex::new(Written::default());
@@ -106,7 +128,7 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
             .map(|i| {
                 std::thread::Builder::new()
                     .name(format!("coffer-restore-{i}"))
-                    .spawn_scoped(scope, || write_files(repo, as_root, &queue, &written))
+                    .spawn_scoped(scope, || writer.write_files(&queue, &written))
                     .map_err(|e| Error::io("starting a restore thread", e))
             })
             .collect();
@@ -131,8 +153,14 @@ pub fn restore(repo: &Repository, root: &BlobId, opts: &RestoreOptions) -> Resul
     }
     walked?;
     r.finish(state)?;
-    sync_file_system(&opts.target)?;
-    Ok(r.out)
+    let target = &opts.target;
+    std::thread::scope(|scope| {
+        let syncing = scope.spawn(|| sync_file_system(target));
+        let after = then(&r.out);
+        let synced = syncing.join().map_err(|_| worker_died())?;
+        synced.and(after)
+    })
+    .map(|after| (r.out, after))
 }
 
 /// What the file workers did, merged into the outcome when they are done.
@@ -175,56 +203,113 @@ fn worker_died() -> Error {
     Error::new(ErrorKind::Io, "a restore thread stopped unexpectedly")
 }
 
-/// Takes batches of files off `queue` until it closes: writes, verifies and applies
-/// metadata.
-fn write_files(
-    repo: &Repository,
+/// What the workers need to fill files.
+struct FileWriter<'r> {
+    repo: &'r Repository,
     as_root: bool,
-    queue: &Mutex<Receiver<Vec<FileJob>>>,
-    written: &Mutex<Written>,
-) {
-    loop {
-        let batch = match queue.lock() {
-            Ok(q) => q.recv(),
-            Err(_) => return,
-        };
-        let Ok(batch) = batch else { return };
-        let skip = written.lock().map_or(true, |w| w.fatal.is_some());
-        if skip {
-            continue;
-        }
-        let mut done = Written::default();
-        for job in batch {
-            write_file(repo, as_root, job, &mut done);
-            if done.fatal.is_some() {
-                break;
-            }
-        }
-        let Ok(mut w) = written.lock() else { return };
-        w.merge(done);
-    }
+    /// Whether to compare each file's BLAKE3 while writing it (see
+    /// [`RestoreOptions::read_back`]).
+    hash_files: bool,
 }
 
-/// Writes one file's content and metadata, recording the outcome in `done`.
-fn write_file(repo: &Repository, as_root: bool, job: FileJob, done: &mut Written) {
-    let mut file = job.file;
-    match write_content(repo, &job.node, &mut file, &job.path) {
-        Ok(()) => {
-            let warnings = fsmeta::apply_file_metadata(&file, &job.path, &job.node, as_root);
-            done.out.files += 1;
-            done.out.bytes += job.node.size;
-            done.out.warnings.extend(warnings);
-        }
-        // Damaged or missing repository data spoils this file only; the others go on.
-        // A local write failure (full disk, permissions) stops the restore instead of
-        // producing one error per remaining file.
-        Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
-            if job.node.links > 1 {
-                done.failed_links.insert((job.node.device, job.node.inode));
+impl FileWriter<'_> {
+    /// Takes batches of files off `queue` until it closes: writes, verifies and applies
+    /// metadata.
+    fn write_files(&self, queue: &Mutex<Receiver<Vec<FileJob>>>, written: &Mutex<Written>) {
+        loop {
+            let batch = match queue.lock() {
+                Ok(q) => q.recv(),
+                Err(_) => return,
+            };
+            let Ok(batch) = batch else { return };
+            let skip = written.lock().map_or(true, |w| w.fatal.is_some());
+            if skip {
+                continue;
             }
-            done.out.errors.push(failure(&job.snap_path, &e));
+            let mut done = Written::default();
+            for job in batch {
+                self.write_file(job, &mut done);
+                if done.fatal.is_some() {
+                    break;
+                }
+            }
+            let Ok(mut w) = written.lock() else { return };
+            w.merge(done);
         }
-        Err(e) => done.fatal = Some(e),
+    }
+
+    /// Writes one file's content and metadata, recording the outcome in `done`.
+    fn write_file(&self, job: FileJob, done: &mut Written) {
+        let mut file = job.file;
+        match self.write_content(&job.node, &mut file, &job.path) {
+            Ok(()) => {
+                let warnings =
+                    fsmeta::apply_file_metadata(&file, &job.path, &job.node, self.as_root);
+                done.out.files += 1;
+                done.out.bytes += job.node.size;
+                done.out.warnings.extend(warnings);
+            }
+            // Damaged or missing repository data spoils this file only; the others go on.
+            // A local write failure (full disk, permissions) stops the restore instead of
+            // producing one error per remaining file.
+            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
+                if job.node.links > 1 {
+                    done.failed_links.insert((job.node.device, job.node.inode));
+                }
+                done.out.errors.push(failure(&job.snap_path, &e));
+            }
+            Err(e) => done.fatal = Some(e),
+        }
+    }
+
+    /// Writes a node's content into `file`, verifying every chunk, and the whole file unless
+    /// it is read back later. The file is new and empty: only a hole at its end needs `set_len`.
+    fn write_content(&self, node: &Node, file: &mut File, path: &Path) -> Result<()> {
+        let mut written = 0u64;
+        let mut ends_in_hole = false;
+        let io = |e| local_write_error(path, e);
+        let write = |chunk: Chunk| {
+            let len = match &chunk {
+                Chunk::Data(bytes) => {
+                    file.write_all(bytes).map_err(io)?;
+                    bytes.len()
+                }
+                Chunk::Zeros(len) => {
+                    file.seek(SeekFrom::Current(*len as i64)).map_err(io)?;
+                    *len
+                }
+            };
+            ends_in_hole = matches!(chunk, Chunk::Zeros(_));
+            written += len as u64;
+            Ok(())
+        };
+        let hash = if node.size >= SPLIT_WRITE_MIN {
+            read_beside(self.repo, &node.content, self.hash_files, write)?
+        } else {
+            let mut hasher = self.hash_files.then(blake3::Hasher::new);
+            let mut write = write;
+            self.repo
+                .read_blobs(BlobType::Data, &node.content, |plain| {
+                    if let Some(h) = &mut hasher {
+                        h.update(&plain);
+                    }
+                    write(Chunk::new(plain))
+                })?;
+            hasher.map(|h| h.finalize())
+        };
+        if ends_in_hole {
+            file.set_len(written).map_err(io)?;
+        }
+        let hash = hash.map(|h| ObjectId(*h.as_bytes()));
+        if written != node.size || hash.is_some_and(|h| Some(h) != node.blake3) {
+            return Err(Error::corrupt(format!(
+                "restored content does not match the snapshot (size {written} vs {}, BLAKE3 {} vs {})",
+                node.size,
+                hash.map(|h| h.short()).unwrap_or_default(),
+                node.blake3.map(|h| h.short()).unwrap_or_default()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -266,67 +351,21 @@ fn is_zero(bytes: &[u8]) -> bool {
     blocks.all(|b| b == [0u8; 64]) && blocks.remainder().iter().all(|&b| b == 0)
 }
 
-/// Writes a node's content into `file`, verifying every chunk and the whole file.
-/// The file is new and empty: only a hole at its end needs `set_len`.
-fn write_content(repo: &Repository, node: &Node, file: &mut File, path: &Path) -> Result<()> {
-    let mut written = 0u64;
-    let mut ends_in_hole = false;
-    let io = |e| local_write_error(path, e);
-    let write = |chunk: Chunk| {
-        let len = match &chunk {
-            Chunk::Data(bytes) => {
-                file.write_all(bytes).map_err(io)?;
-                bytes.len()
-            }
-            Chunk::Zeros(len) => {
-                file.seek(SeekFrom::Current(*len as i64)).map_err(io)?;
-                *len
-            }
-        };
-        ends_in_hole = matches!(chunk, Chunk::Zeros(_));
-        written += len as u64;
-        Ok(())
-    };
-    let hash = if node.size >= SPLIT_WRITE_MIN {
-        read_beside(repo, &node.content, write)?
-    } else {
-        let mut hasher = blake3::Hasher::new();
-        let mut write = write;
-        repo.read_blobs(BlobType::Data, &node.content, |plain| {
-            hasher.update(&plain);
-            write(Chunk::new(plain))
-        })?;
-        hasher.finalize()
-    };
-    if ends_in_hole {
-        file.set_len(written).map_err(io)?;
-    }
-    let hash = ObjectId(*hash.as_bytes());
-    if written != node.size || Some(hash) != node.blake3 {
-        return Err(Error::corrupt(format!(
-            "restored content does not match the snapshot (size {written} vs {}, BLAKE3 {} vs {})",
-            node.size,
-            hash.short(),
-            node.blake3.map(|h| h.short()).unwrap_or_default()
-        )));
-    }
-    Ok(())
-}
-
-/// Opens the chunks `ids` of a large file on a second thread, which also hashes the file,
-/// and hands each chunk to `write` on this one: opening and writing overlap on two cores.
-/// A chunk found to be all zeros is not read again when the file repeats it (disk images
-/// repeat one such chunk over every empty region). Returns the file's BLAKE3.
+/// Opens the chunks `ids` of a large file on a second thread, which also hashes the file
+/// if `hash`, and hands each chunk to `write` on this one: opening and writing overlap on two
+/// cores. A chunk found to be all zeros is not read again when the file repeats it (disk
+/// images repeat one such chunk over every empty region). Returns the file's BLAKE3.
 fn read_beside(
     repo: &Repository,
     ids: &[BlobId],
+    hash: bool,
     mut write: impl FnMut(Chunk) -> Result<()>,
-) -> Result<blake3::Hash> {
+) -> Result<Option<blake3::Hash>> {
     let (to_writer, chunks) = sync_channel::<Chunk>(SPLIT_WRITE_QUEUE);
     std::thread::scope(|scope| {
         let reading = std::thread::Builder::new()
             .name("coffer-open".into())
-            .spawn_scoped(scope, move || open_chunks(repo, ids, &to_writer))
+            .spawn_scoped(scope, move || open_chunks(repo, ids, hash, &to_writer))
             .map_err(|e| Error::io("starting a restore thread", e))?;
         let wrote = chunks.iter().try_for_each(&mut write);
         drop(chunks);
@@ -340,20 +379,21 @@ fn read_beside(
 fn open_chunks(
     repo: &Repository,
     ids: &[BlobId],
+    hash: bool,
     to_writer: &SyncSender<Chunk>,
-) -> Result<blake3::Hash> {
+) -> Result<Option<blake3::Hash>> {
     static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
     // Fails only once the writer stopped, on an error it returns itself.
     let send = |chunk| to_writer.send(chunk).map_err(|_| worker_died());
-    let mut hasher = blake3::Hasher::new();
+    let mut hasher = hash.then(blake3::Hasher::new);
     let mut zero_ids: HashMap<BlobId, usize> = HashMap::new();
     let mut rest = ids;
     while let Some(id) = rest.first() {
         if let Some(&len) = zero_ids.get(id) {
             let mut left = len;
-            while left > 0 {
+            while let Some(h) = hasher.as_mut().filter(|_| left > 0) {
                 let n = left.min(ZEROS.len());
-                hasher.update(&ZEROS[..n]);
+                h.update(&ZEROS[..n]);
                 left -= n;
             }
             send(Chunk::Zeros(len))?;
@@ -368,7 +408,9 @@ fn open_chunks(
         let (batch, after) = rest.split_at(take);
         let mut opened = batch.iter();
         repo.read_blobs(BlobType::Data, batch, |plain| {
-            hasher.update(&plain);
+            if let Some(h) = &mut hasher {
+                h.update(&plain);
+            }
             let id = opened.next();
             let chunk = Chunk::new(plain);
             if let (Chunk::Zeros(len), Some(id)) = (&chunk, id) {
@@ -378,7 +420,7 @@ fn open_chunks(
         })?;
         rest = after;
     }
-    Ok(hasher.finalize())
+    Ok(hasher.map(|h| h.finalize()))
 }
 
 /// Flushes the target's file system every half second until `stop` closes, so the disk

@@ -278,39 +278,85 @@ const READ_BESIDE_MIN: u64 = 16 << 20;
 /// Bytes read at once by that thread.
 const READ_BLOCK: usize = 1 << 20;
 
+/// What the reading thread hands the hasher: bytes read, or a hole of this many zero bytes.
+enum Block {
+    Data(Vec<u8>),
+    Zeros(u64),
+}
+
 /// Hashes `file` while a second thread reads ahead into a few recycled blocks: for a large
-/// file, copying out of the page cache and hashing overlap on two cores.
+/// file, copying out of the page cache and hashing overlap on two cores. Holes of a sparse
+/// file are found with `SEEK_DATA` and hashed as zeros without reading them (a read would
+/// fill page-cache pages with zeros only to copy them).
 fn hash_read_beside(file: std::fs::File) -> std::io::Result<blake3::Hash> {
-    use std::io::Read;
-    let (to_hasher, blocks) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+    use std::os::unix::fs::FileExt;
+    let size = file.metadata()?.len();
+    let (to_hasher, blocks) = std::sync::mpsc::sync_channel::<Block>(2);
     let (to_reader, spare) = std::sync::mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || -> std::io::Result<()> {
-            let mut file = file;
-            loop {
-                let mut block = spare
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(READ_BLOCK));
-                block.clear();
-                (&mut file)
-                    .take(READ_BLOCK as u64)
-                    .read_to_end(&mut block)?;
-                // The hasher stops taking blocks only when it is done.
-                if block.is_empty() || to_hasher.send(block).is_err() {
+            // The hasher stops taking blocks only when it is done.
+            let send = |block| to_hasher.send(block).is_ok();
+            let mut at = 0;
+            while at < size {
+                let (data, hole) = next_data(&file, at, size)?;
+                if data > at && !send(Block::Zeros(data - at)) {
                     return Ok(());
                 }
+                at = data;
+                while at < hole {
+                    let mut block = spare.try_recv().unwrap_or_default();
+                    block.resize(READ_BLOCK.min((hole - at) as usize), 0);
+                    let n = file.read_at(&mut block, at)?;
+                    block.truncate(n);
+                    // Shorter than its size: the end is left to the size check.
+                    if n == 0 || !send(Block::Data(block)) {
+                        return Ok(());
+                    }
+                    at += n as u64;
+                }
             }
+            Ok(())
         });
         let mut hasher = blake3::Hasher::new();
         for block in blocks {
-            hasher.update(&block);
-            let _ = to_reader.send(block);
+            match block {
+                Block::Data(bytes) => {
+                    hasher.update(&bytes);
+                    let _ = to_reader.send(bytes);
+                }
+                Block::Zeros(mut left) => {
+                    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+                    while left > 0 {
+                        let n = left.min(ZEROS.len() as u64);
+                        hasher.update(&ZEROS[..n as usize]);
+                        left -= n;
+                    }
+                }
+            }
         }
         reader
             .join()
             .map_err(|_| std::io::Error::other("the reading thread stopped"))??;
         Ok(hasher.finalize())
     })
+}
+
+/// The next stretch of data in `file` from `at` on: where it starts and where the hole after
+/// it starts (`size` if none). Where the file system cannot tell, all of it is data.
+fn next_data(file: &std::fs::File, at: u64, size: u64) -> std::io::Result<(u64, u64)> {
+    use nix::unistd::{Whence, lseek};
+    let seek = |from: u64, whence| lseek(file, from as i64, whence).map(|o| (o as u64).min(size));
+    match seek(at, Whence::SeekData) {
+        Ok(data) => Ok((
+            data,
+            seek(data, Whence::SeekHole).map_or(size, |h| h.max(data)),
+        )),
+        // Nothing but a hole from `at` to the end.
+        Err(nix::errno::Errno::ENXIO) => Ok((size, size)),
+        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::EOPNOTSUPP) => Ok((at, size)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]
@@ -339,5 +385,50 @@ mod tests {
                 blake3::hash(&bytes[..len]).to_hex().to_string()
             );
         }
+    }
+
+    #[test]
+    fn holes_of_sparse_files_hash_as_zeros() {
+        use std::io::{Seek, SeekFrom, Write};
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let block = 1 << 20;
+        let total = READ_BESIDE_MIN as usize + 8 * block;
+        // Holes at the start, in the middle (two sizes) and at the end.
+        let data = [
+            (2 * block, block + 17),
+            (4 * block + 4096, 3 * block),
+            (READ_BESIDE_MIN as usize, 4096),
+        ];
+        let mut expected = vec![0u8; total];
+        let path = dir.path().join("sparse");
+        let mut file = std::fs::File::create(&path).unwrap();
+        for (i, &(at, len)) in data.iter().enumerate() {
+            let bytes: Vec<u8> = (0..len).map(|j| (i * 31 + j % 251) as u8 | 1).collect();
+            expected[at..at + len].copy_from_slice(&bytes);
+            file.seek(SeekFrom::Start(at as u64)).unwrap();
+            file.write_all(&bytes).unwrap();
+        }
+        file.set_len(total as u64).unwrap();
+        file.sync_all().unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(
+            meta.blocks() * 512 < total as u64 / 2,
+            "the file system made it dense"
+        );
+        assert_eq!(
+            hash_file(&path).unwrap(),
+            blake3::hash(&expected).to_hex().to_string()
+        );
+        // A file that is one hole.
+        let empty = dir.path().join("hole");
+        std::fs::File::create(&empty)
+            .unwrap()
+            .set_len(total as u64)
+            .unwrap();
+        assert_eq!(
+            hash_file(&empty).unwrap(),
+            blake3::hash(&vec![0u8; total]).to_hex().to_string()
+        );
     }
 }

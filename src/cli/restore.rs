@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
-use coffer::restore::{RestoreOptions, restore};
+use coffer::restore::{RestoreOptions, restore_then};
 use coffer::verify::{Selection, verify_restored};
 
 use super::common::{Global, human_bytes};
@@ -39,17 +39,20 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
         include: args.include,
         exclude: args.exclude,
         only: None,
+        read_back: args.verify,
     };
-    let out = restore(&repo, &snap.tree, &opts)?;
-    let mut failures = Vec::new();
-    if args.verify {
+    // The read-back runs while the restored copy is synced to disk.
+    let (out, failures) = restore_then(&repo, &snap.tree, &opts, |out| {
+        if !args.verify {
+            return coffer::error::Result::Ok(Vec::new());
+        }
         let skip: HashSet<String> = out.errors.iter().map(|e| e.path.clone()).collect();
         let selection = Selection {
             only: None,
             skip: &skip,
         };
-        failures = verify_restored(&repo, &snap.tree, &args.target, &selection)?.1;
-    }
+        Ok(verify_restored(&repo, &snap.tree, &args.target, &selection)?.1)
+    })?;
     if global.json {
         global.print_json(&serde_json::json!({
             "snapshot_id": id.to_hex(), "target": args.target, "result": out,

@@ -483,6 +483,41 @@ fn open_up(dir: &Path) {
 }
 
 #[test]
+fn full_disk_on_backup_is_a_clear_error() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new();
+    std::fs::create_dir_all(env.repo()).unwrap();
+    if !std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "none"])
+        .arg(env.repo())
+        .status()
+        .unwrap()
+        .success()
+    {
+        return;
+    }
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big"), random_bytes(3 << 20, 5)).unwrap();
+    let out = env.run(&["backup", src.to_str().unwrap()]);
+    let snapshots = std::fs::read_dir(env.repo().join("snapshots")).map_or(0, |d| d.count());
+    std::process::Command::new("umount")
+        .arg(env.repo())
+        .status()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("No space left") && stderr.contains("full"),
+        "{stderr}"
+    );
+    assert_eq!(snapshots, 0, "a snapshot was written without its data");
+}
+
+#[test]
 fn full_disk_on_restore_is_a_clear_error() {
     if !is_root() {
         return;

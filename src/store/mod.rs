@@ -4,10 +4,12 @@
 //! store (a plain path or `file://` for a local directory, `memory://NAME` for tests), owns the
 //! small tokio runtime that drives it, and offers the handful of blocking operations the
 //! engine needs. Wrappers (fault injection, a bound on concurrent requests, bandwidth limits,
-//! retries with time-outs) are composed in one place, [`compose`]. One shortcut: ranged
-//! reads of a local directory (restore's hot path) read the file directly when no wrapper
-//! needs to see them. It knows object names, never their contents.
+//! retries with time-outs) are composed in one place, [`compose`]. Two shortcuts for a local
+//! directory when no wrapper needs to see the requests: ranged reads (restore's hot path) read
+//! the file directly, and background writes (packs) bypass the page cache ([`direct`]). It
+//! knows object names, never their contents.
 
+mod direct;
 mod fault;
 mod retry;
 mod throttle;
@@ -320,10 +322,33 @@ impl Store {
 
     /// Starts writing a content-addressed object in the background.
     pub fn put_background(&self, name: String, bytes: Bytes) -> PendingPut {
-        PendingPut(
-            self.runtime
-                .spawn(put_content(self.inner.clone(), name, bytes)),
-        )
+        let inner = self.inner.clone();
+        let local = self.local_reads.clone().filter(|_| plain_name(&name));
+        PendingPut(self.runtime.spawn(async move {
+            if let Some(root) = local {
+                let (object, payload) = (name.clone(), bytes.clone());
+                let written =
+                    tokio::task::spawn_blocking(move || direct::put(&root, &object, &payload))
+                        .await
+                        .map_err(|e| {
+                            Error::new(ErrorKind::Store, format!("upload task failed: {e}"))
+                        })?;
+                match written {
+                    Ok(direct::Written::Done) => return Ok(()),
+                    Ok(direct::Written::Unsupported) => {}
+                    Err(e) => {
+                        let full = e.raw_os_error() == Some(libc::ENOSPC);
+                        let hint = if full {
+                            " (the repository's file system is full: free space there, then run the backup again)"
+                        } else {
+                            ""
+                        };
+                        return Err(Error::io(format!("writing {name}{hint}"), e));
+                    }
+                }
+            }
+            put_content(inner, name, bytes).await
+        }))
     }
 
     /// Whether the store is reached over the network.

@@ -67,8 +67,10 @@ pub fn verify_restored(
     let mut counts = Verified::default();
     let mut failures = Vec::new();
     let mut links: BTreeMap<(u64, u64), Vec<(String, PathBuf)>> = BTreeMap::new();
-    // Files are hashed on one thread per core while the walk goes on.
-    let (to_hashers, contents) = std::sync::mpsc::sync_channel::<Content>(1024);
+    // Files are hashed on one thread per core while the walk goes on, handed over in batches
+    // (one wake-up per batch, not per file).
+    let (to_hashers, contents) = std::sync::mpsc::sync_channel::<Vec<Content>>(64);
+    let (mut batch, mut batch_bytes) = (Vec::new(), 0);
     let contents = Mutex::new(contents);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (walked, content_failures) = std::thread::scope(|scope| {
@@ -109,8 +111,13 @@ pub fn verify_restored(
             match node.kind {
                 NodeKind::File => {
                     let expected = node.blake3.map(|h| h.to_hex()).unwrap_or_default();
-                    // Fails only if every hasher stopped, which the join below reports.
-                    let _ = to_hashers.send((counts.files, shown.clone(), path.clone(), expected));
+                    batch.push((counts.files, shown.clone(), path.clone(), expected));
+                    batch_bytes += meta.size();
+                    if batch.len() == BATCH_FILES || batch_bytes >= BATCH_BYTES {
+                        batch_bytes = 0;
+                        // Fails only if every hasher stopped, which the join below reports.
+                        let _ = to_hashers.send(std::mem::take(&mut batch));
+                    }
                     counts.files += 1;
                     counts.bytes += meta.size();
                     if node.links > 1 {
@@ -148,6 +155,7 @@ pub fn verify_restored(
             }
             Ok(())
         });
+        let _ = to_hashers.send(batch);
         drop(to_hashers);
         (walked, joined(hashers))
     });
@@ -177,29 +185,36 @@ pub fn verify_restored(
 /// A file to hash: its place in walk order, shown path, path and expected BLAKE3.
 type Content = (u64, String, PathBuf, String);
 
+/// Files handed to a hasher at once: up to this many...
+const BATCH_FILES: usize = 32;
+/// ...or until their sizes reach this many bytes.
+const BATCH_BYTES: u64 = 1 << 20;
+
 /// Hashes the files taken off `queue` until it closes; returns a failure for each mismatch.
-fn compare_contents(queue: &Mutex<Receiver<Content>>) -> Vec<(u64, Failure)> {
+fn compare_contents(queue: &Mutex<Receiver<Vec<Content>>>) -> Vec<(u64, Failure)> {
     let mut failures = Vec::new();
     loop {
         // The lock is held only to receive, which cannot panic: a poisoned lock is still sound.
         let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
-        let Ok((i, shown, path, expected)) = next else {
+        let Ok(batch) = next else {
             return failures;
         };
-        let found = match hash_file(&path) {
-            Ok(found) if found == expected => continue,
-            Ok(found) => found,
-            Err(e) => format!("unreadable: {e}"),
-        };
-        failures.push((
-            i,
-            Failure {
-                path: shown,
-                check: "blake3".into(),
-                expected,
-                found,
-            },
-        ));
+        for (i, shown, path, expected) in batch {
+            let found = match hash_file(&path) {
+                Ok(found) if found == expected => continue,
+                Ok(found) => found,
+                Err(e) => format!("unreadable: {e}"),
+            };
+            failures.push((
+                i,
+                Failure {
+                    path: shown,
+                    check: "blake3".into(),
+                    expected,
+                    found,
+                },
+            ));
+        }
     }
 }
 

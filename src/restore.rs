@@ -354,7 +354,7 @@ fn is_zero(bytes: &[u8]) -> bool {
 /// Opens the chunks `ids` of a large file on a second thread, which also hashes the file
 /// if `hash`, and hands each chunk to `write` on this one: opening and writing overlap on two
 /// cores. A chunk found to be all zeros is not read again when the file repeats it (disk
-/// images repeat one such chunk over every empty region). Returns the file's BLAKE3.
+/// images repeat one such chunk over every empty region). Returns the file's BLAKE3 if `hash`.
 fn read_beside(
     repo: &Repository,
     ids: &[BlobId],

@@ -185,6 +185,9 @@ pub struct Store {
     /// A local directory whose ranged reads go straight to the file (see [`read_local`]);
     /// `None` when a wrapper must see every read (faults, a download limit).
     local_reads: Option<PathBuf>,
+    /// A local directory whose background writes bypass the page cache (see [`direct`]);
+    /// `None` when a wrapper must see every write (faults, an upload limit).
+    local_writes: Option<PathBuf>,
 }
 
 /// An upload running in the background; [`Store::wait`] collects its result.
@@ -242,6 +245,14 @@ impl Store {
                 }
                 _ => None,
             },
+            local_writes: match location {
+                Location::Directory(path)
+                    if opts.faults.is_none() && opts.upload_rate.is_none() =>
+                {
+                    Some(path.clone())
+                }
+                _ => None,
+            },
         })
     }
 
@@ -256,6 +267,7 @@ impl Store {
             description: self.description.clone(),
             remote: self.remote,
             local_reads: None,
+            local_writes: None,
         }
     }
 
@@ -323,7 +335,7 @@ impl Store {
     /// Starts writing a content-addressed object in the background.
     pub fn put_background(&self, name: String, bytes: Bytes) -> PendingPut {
         let inner = self.inner.clone();
-        let local = self.local_reads.clone().filter(|_| plain_name(&name));
+        let local = self.local_writes.clone().filter(|_| plain_name(&name));
         PendingPut(self.runtime.spawn(async move {
             if let Some(root) = local {
                 let (object, payload) = (name.clone(), bytes.clone());
@@ -591,8 +603,22 @@ mod tests {
         assert_eq!(&store.get_range("a/b", 1..3).unwrap()[..], b"el");
         assert_eq!(store.list("a").unwrap(), vec![("a/b".to_string(), 5)]);
         assert_eq!(store.get("a/c").unwrap_err().kind(), ErrorKind::NotFound);
-        // Ranged reads take the direct path; they fail as the object_store path does.
-        assert!(store.local_reads.is_some());
+        // Ranged reads and background writes take the direct paths; reads fail as the
+        // object_store path does. A limit on one direction turns off that direction's path.
+        assert!(store.local_reads.is_some() && store.local_writes.is_some());
+        let limited = |upload_rate, download_rate| {
+            let opts = StoreOptions {
+                upload_rate,
+                download_rate,
+                ..StoreOptions::default()
+            };
+            let store =
+                Store::open_with(&Location::Directory(dir.path().join("repo")), false, &opts);
+            let store = store.unwrap();
+            (store.local_reads.is_some(), store.local_writes.is_some())
+        };
+        assert_eq!(limited(Some(1 << 20), None), (true, false));
+        assert_eq!(limited(None, Some(1 << 20)), (false, true));
         let kind = |r: Result<Bytes>| r.unwrap_err().kind();
         assert_eq!(kind(store.get_range("a/c", 0..1)), ErrorKind::NotFound);
         assert_eq!(kind(store.get_range("a/b", 3..9)), ErrorKind::Corrupt);

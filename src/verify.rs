@@ -322,7 +322,12 @@ fn hash_read_beside(file: std::fs::File) -> std::io::Result<blake3::Hash> {
                 while at < hole {
                     let mut block = spare.try_recv().unwrap_or_default();
                     block.resize(READ_BLOCK.min((hole - at) as usize), 0);
-                    let n = file.read_at(&mut block, at)?;
+                    let n = loop {
+                        match file.read_at(&mut block, at) {
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            read => break read?,
+                        }
+                    };
                     block.truncate(n);
                     // Shorter than its size: the end is left to the size check.
                     if n == 0 || !send(Block::Data(block)) {

@@ -182,9 +182,8 @@ const FENCE_BITS: u32 = 16;
 /// each one's id and size (40 bytes a pack) and the pack numbers sorted by id (4 bytes). A
 /// fence of 2^16 offsets (256 KiB) says where the ids starting with each 16-bit prefix begin,
 /// so a lookup bisects only its bucket (about 150 entries at 10^7 blobs), close together in
-/// memory. Entries pushed since the
-/// last [`Index::sort`] are searched linearly, so lookups are always right; callers sort
-/// after adding many packs.
+/// memory. Entries pushed since the last [`Index::sort`] are searched linearly, so lookups
+/// are always right; callers sort after adding many packs.
 #[derive(Default)]
 pub struct Index {
     /// Id and size of each pack, by pack number.

@@ -208,21 +208,39 @@ impl ReadAhead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    /// A pack of `len` bytes and a fetch from it that records the ranges it was asked for.
-    fn pack(len: usize) -> (Bytes, std::sync::Mutex<Vec<Range<u64>>>) {
-        let data = (0..=255u8).cycle().take(len).collect::<Vec<_>>();
-        (data.into(), std::sync::Mutex::new(Vec::new()))
+
+    /// A pack of test bytes that records the ranges fetched from it.
+    struct Pack {
+        data: Bytes,
+        asked: Mutex<Vec<Range<u64>>>,
+    }
+
+    impl Pack {
+        fn new(len: usize) -> Pack {
+            let data = (0..=255u8).cycle().take(len).collect::<Vec<_>>();
+            Pack {
+                data: data.into(),
+                asked: Mutex::new(Vec::new()),
+            }
+        }
+
+        fn fetch(&self, r: Range<u64>) -> Result<Bytes, ()> {
+            self.asked.lock().unwrap().push(r.clone());
+            Ok(self.data.slice(r.start as usize..r.end as usize))
+        }
+
+        /// The ranges fetched so far.
+        fn asked(&self) -> Vec<Range<u64>> {
+            self.asked.lock().unwrap().clone()
+        }
     }
 
     #[test]
     fn reads_that_follow_share_a_window_and_jumps_fetch_little() {
         let id = ObjectId([1; 32]);
-        let (data, asked) = pack(40 << 20);
-        let fetch = |r: Range<u64>| {
-            asked.lock().unwrap().push(r.clone());
-            Ok::<_, ()>(data.slice(r.start as usize..r.end as usize))
-        };
-        let fetches = || asked.lock().unwrap().len();
+        let pack = Pack::new(40 << 20);
+        let (data, fetch) = (&pack.data, |r| pack.fetch(r));
+        let fetches = || pack.asked().len();
         let ra = ReadAhead::forward(false);
         let size = data.len() as u64;
         // The first read is a jump: a small window. The read after it fetches a whole one,
@@ -232,7 +250,7 @@ mod tests {
             assert_eq!(got, data.slice(start as usize..start as usize + 100));
         }
         assert_eq!(fetches(), 2);
-        let second = asked.lock().unwrap()[1].clone();
+        let second = pack.asked()[1].clone();
         assert_eq!(second.end - second.start, WINDOW);
         // A jump far into the pack fetches a small window again.
         let far = 30 << 20;
@@ -240,12 +258,12 @@ mod tests {
             ra.read(&id, size, far..far + 10, fetch).unwrap(),
             data.slice(far as usize..far as usize + 10)
         );
-        assert_eq!(asked.lock().unwrap()[2], far..far + JUMP_WINDOW);
+        assert_eq!(pack.asked()[2], far..far + JUMP_WINDOW);
         // A read longer than a window passes through; near the end of the pack the window
         // is clipped; another pack misses.
         let big = ra.read(&id, size, 0..WINDOW + 1, fetch).unwrap();
         assert_eq!(big.len() as u64, WINDOW + 1);
-        assert_eq!(asked.lock().unwrap()[3], 0..WINDOW + 1);
+        assert_eq!(pack.asked()[3], 0..WINDOW + 1);
         let tail = ra.read(&id, size, size - 10..size, fetch).unwrap();
         assert_eq!(tail, data.slice(data.len() - 10..));
         assert!(ra.read(&ObjectId([2; 32]), size, 0..10, fetch).is_ok());
@@ -255,13 +273,10 @@ mod tests {
     #[test]
     fn a_window_in_use_outlives_newer_ones_and_tree_windows_reach_back() {
         let id = ObjectId([1; 32]);
-        let (data, asked) = pack(64 << 20);
-        let fetch = |r: Range<u64>| {
-            asked.lock().unwrap().push(r.clone());
-            Ok::<_, ()>(data.slice(r.start as usize..r.end as usize))
-        };
-        let fetches = || asked.lock().unwrap().len();
-        let size = data.len() as u64;
+        let pack = Pack::new(64 << 20);
+        let fetch = |r| pack.fetch(r);
+        let fetches = || pack.asked().len();
+        let size = pack.data.len() as u64;
         let ra = ReadAhead::forward(false);
         // A stream through the pack, and now and then a read of a second, small region
         // (the changed files of a later backup): that window stays kept while the stream's
@@ -277,7 +292,7 @@ mod tests {
                     .unwrap();
             }
         }
-        let stream = asked.lock().unwrap()[before..]
+        let stream = pack.asked()[before..]
             .iter()
             .filter(|r| r.start < other)
             .count();
@@ -298,7 +313,7 @@ mod tests {
         }
         // A small window around the first read, then a whole one around the first read
         // past it, which reaches back past all the others.
-        let fetched = asked.lock().unwrap()[before..].to_vec();
+        let fetched = pack.asked()[before..].to_vec();
         assert_eq!(fetched.len(), 2, "{fetched:?}");
         assert_eq!(fetched[0], at - JUMP_WINDOW / 2..at + JUMP_WINDOW / 2);
         assert!(fetched[1].start < at - WINDOW / 2 + 4096);

@@ -116,7 +116,6 @@ pub fn restore_then<T>(
         dir_metadata: Vec::new(),
         jobs: Some(jobs),
         batch: Vec::new(),
-        batch_bytes: 0,
         written: &written,
         out: RestoreOutcome::default(),
     };
@@ -452,9 +451,8 @@ struct Restorer<'r> {
     /// Directories whose metadata waits until every file is written, deepest first.
     dir_metadata: Vec<(PathBuf, Node)>,
     jobs: Option<SyncSender<Vec<FileJob>>>,
-    /// Files created but not yet sent to the workers, and the bytes of their content.
+    /// Files created but not yet sent to the workers.
     batch: Vec<FileJob>,
-    batch_bytes: u64,
     written: &'r Mutex<Written>,
     out: RestoreOutcome,
 }
@@ -597,14 +595,14 @@ impl Restorer<'_> {
         if node.links > 1 {
             self.hardlinks.insert(key, path.to_path_buf());
         }
-        self.batch_bytes += node.size;
         self.batch.push(FileJob {
             node: node.clone(),
             snap_path: snap_path.to_vec(),
             path: path.to_path_buf(),
             file,
         });
-        if self.batch.len() == BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
+        let bytes: u64 = self.batch.iter().map(|job| job.node.size).sum();
+        if self.batch.len() == BATCH_FILES || bytes >= BATCH_BYTES {
             self.send_batch()?;
         }
         Ok(())
@@ -615,7 +613,6 @@ impl Restorer<'_> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        self.batch_bytes = 0;
         let batch = std::mem::take(&mut self.batch);
         let sent = self
             .jobs

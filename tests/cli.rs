@@ -422,23 +422,13 @@ fn unreadable_file_completes_with_warnings() {
 
 #[test]
 fn one_file_system_skips_mounts() {
-    if !is_root() {
-        return;
-    }
     let env = Env::new();
     env.init();
     let src = env.path("src");
     let mnt = src.join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    if !std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "none"])
-        .arg(&mnt)
-        .status()
-        .unwrap()
-        .success()
-    {
+    let Some(_mounted) = Tmpfs::mount(mnt.clone(), "1m") else {
         return; // No mount permission in this sandbox.
-    }
+    };
     std::fs::write(mnt.join("on-tmpfs"), "x").unwrap();
     env.ok(&["backup", src.to_str().unwrap()]);
     env.ok(&["backup", "-x", src.to_str().unwrap()]);
@@ -451,10 +441,6 @@ fn one_file_system_skips_mounts() {
         .map(|s| s["id"].as_str().unwrap().to_string())
         .collect();
     let all = env.ok(&["ls", &first[0]]);
-    std::process::Command::new("umount")
-        .arg(&mnt)
-        .status()
-        .unwrap();
     assert!(all.contains("on-tmpfs"));
     assert!(listing.contains("/mnt") && !listing.contains("on-tmpfs"));
 }
@@ -482,74 +468,71 @@ fn open_up(dir: &Path) {
         .unwrap();
 }
 
+/// A small tmpfs mounted at a directory (created if missing) until dropped, also when a test
+/// fails; `None` if it cannot be mounted (not root, no `mount`).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: PathBuf, size: &str) -> Option<Tmpfs> {
+        if !is_root() {
+            return None;
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "none"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(Tmpfs(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A command that failed on a full disk: exit code 1 and a message that says so.
+fn assert_full_disk_error(out: &Output) {
+    assert_eq!(code(out), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("No space left") && stderr.contains("full"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn full_disk_on_backup_is_a_clear_error() {
-    if !is_root() {
-        return;
-    }
     let env = Env::new();
-    std::fs::create_dir_all(env.repo()).unwrap();
-    if !std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=2m", "none"])
-        .arg(env.repo())
-        .status()
-        .unwrap()
-        .success()
-    {
+    let Some(_repo_disk) = Tmpfs::mount(env.repo(), "2m") else {
         return;
-    }
+    };
     env.init();
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("big"), random_bytes(3 << 20, 5)).unwrap();
     let out = env.run(&["backup", src.to_str().unwrap()]);
+    assert_full_disk_error(&out);
     let snapshots = std::fs::read_dir(env.repo().join("snapshots")).map_or(0, |d| d.count());
-    std::process::Command::new("umount")
-        .arg(env.repo())
-        .status()
-        .unwrap();
-    assert_eq!(code(&out), 1);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("No space left") && stderr.contains("full"),
-        "{stderr}"
-    );
     assert_eq!(snapshots, 0, "a snapshot was written without its data");
 }
 
 #[test]
 fn full_disk_on_restore_is_a_clear_error() {
-    if !is_root() {
-        return;
-    }
     let env = Env::new();
+    let small = env.path("small");
+    let Some(_target_disk) = Tmpfs::mount(small.clone(), "1m") else {
+        return;
+    };
     env.init();
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("big"), random_bytes(3 << 20, 4)).unwrap();
     env.ok(&["backup", src.to_str().unwrap()]);
-    let small = env.path("small");
-    std::fs::create_dir_all(&small).unwrap();
-    if !std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "none"])
-        .arg(&small)
-        .status()
-        .unwrap()
-        .success()
-    {
-        return;
-    }
     let out = env.run(&["restore", "latest", "--target", small.to_str().unwrap()]);
-    std::process::Command::new("umount")
-        .arg(&small)
-        .status()
-        .unwrap();
-    assert_eq!(code(&out), 1);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("No space left") && stderr.contains("full"),
-        "{stderr}"
-    );
+    assert_full_disk_error(&out);
 }
 
 #[test]

@@ -1067,7 +1067,7 @@ def markdown(results: dict) -> str:
                 "the file's BLAKE3) and sealed (a zstd attempt that gives up, then AES-256-GCM). "
                 "`cargo bench --bench stages` measures each stage alone on one core; with no overhead "
                 f"at all, {bound['cores']} cores would run them at {bound['cores']} / Σ(1 / stage "
-                "throughput). Reading the files and writing the packs (kernel copies) are not counted, "
+                "throughput). Reading the files and writing the packs (kernel and disk work) are not counted, "
                 "so the bound is generous; the second bound adds them, as measured by the same "
                 "benchmarks (a file read from the page cache, a 32 MiB pack written, synced and "
                 "removed).", "", "| Stage | MB/s on one core |", "|---|--:|"]

@@ -231,28 +231,19 @@ impl Store {
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the storage runtime", e))?;
+        // Direct paths for a local directory, each only where no wrapper must see requests.
+        let local_dir = match location {
+            Location::Directory(path) if opts.faults.is_none() => Some(path),
+            _ => None,
+        };
         Ok(Store {
             inner: compose(inner.clone(), opts),
             raw: inner,
             runtime: Arc::new(runtime),
             description,
             remote: matches!(location, Location::Cloud { .. }),
-            local_reads: match location {
-                Location::Directory(path)
-                    if opts.faults.is_none() && opts.download_rate.is_none() =>
-                {
-                    Some(path.clone())
-                }
-                _ => None,
-            },
-            local_writes: match location {
-                Location::Directory(path)
-                    if opts.faults.is_none() && opts.upload_rate.is_none() =>
-                {
-                    Some(path.clone())
-                }
-                _ => None,
-            },
+            local_reads: local_dir.filter(|_| opts.download_rate.is_none()).cloned(),
+            local_writes: local_dir.filter(|_| opts.upload_rate.is_none()).cloned(),
         })
     }
 

@@ -200,17 +200,20 @@ fn io(c: &mut Criterion) {
     });
     // As a backup writes a pack to a local directory: in the background, synced.
     let pack = bytes::Bytes::copy_from_slice(&data[..32 * MIB]);
+    let parts: Vec<bytes::Bytes> = (0..32)
+        .map(|i| pack.slice(i * MIB..(i + 1) * MIB))
+        .collect();
     let repo = dir.path().join("repo");
     let store = Store::open(&Location::Directory(repo.clone()), true).expect("opening a store");
     group.throughput(Throughput::Bytes(pack.len() as u64));
-    let mut n = 0u64;
     group.bench_function("write_pack_32MiB", |b| {
         b.iter(|| {
-            n += 1;
-            let name = format!("data/pack-{n}");
-            let pending = store.put_background(name.clone(), pack.clone());
-            store.wait(pending).expect("writing a pack");
-            std::fs::remove_file(repo.join(&name)).expect("removing a pack");
+            let mut stream = store.stream_object("data");
+            parts.iter().for_each(|part| stream.push(part.clone()));
+            let id = store
+                .wait(stream.finish(|id| format!("data/{id}")))
+                .expect("writing a pack");
+            std::fs::remove_file(repo.join(format!("data/{id}"))).expect("removing a pack");
         })
     });
     group.finish();

@@ -53,6 +53,8 @@ fn associated_data(kind: BlobType, id: &BlobId) -> [u8; 48] {
 pub struct Sealer<'k> {
     keys: &'k Keys,
     compressor: Option<zstd::bulk::Compressor<'static>>,
+    /// Compressed output before it is sealed; kept for the next blob.
+    scratch: Vec<u8>,
 }
 
 impl<'k> Sealer<'k> {
@@ -65,31 +67,36 @@ impl<'k> Sealer<'k> {
                     .map_err(|e| Error::invalid(format!("zstd level {level}: {e}")))?,
             ),
         };
-        Ok(Sealer { keys, compressor })
+        Ok(Sealer {
+            keys,
+            compressor,
+            scratch: Vec::new(),
+        })
     }
 
     /// Compresses `plain` (unless that saves less than 1/32) and seals it as blob `id`.
-    /// The result is built in one buffer: nonce room, flag, body; sealed in place.
+    /// The result is built in one buffer of exactly its size (nonce, flag, body, tag) and
+    /// sealed in place: a pack keeps these buffers until it is written.
     pub fn seal(&mut self, kind: BlobType, id: &BlobId, plain: &[u8]) -> Result<Vec<u8>> {
-        let bound = zstd::zstd_safe::compress_bound(plain.len());
-        let mut buf = Vec::with_capacity(NONCE_LEN + 1 + bound.max(plain.len()) + TAG_LEN);
-        buf.resize(NONCE_LEN, 0);
-        buf.push(FLAG_ZSTD);
         let compressed = match &mut self.compressor {
             Some(c) if plain.len() >= 64 => {
-                // Written after the flag: the cursor starts at the buffer's end.
-                let mut tail = std::io::Cursor::new(&mut buf);
-                tail.set_position((NONCE_LEN + 1) as u64);
-                c.compress_to_buffer(plain, &mut tail)
+                self.scratch.clear();
+                self.scratch
+                    .reserve(zstd::zstd_safe::compress_bound(plain.len()));
+                c.compress_to_buffer(plain, &mut self.scratch)
                     .is_ok_and(|n| n < plain.len() - plain.len() / 32)
             }
             _ => false,
         };
-        if !compressed {
-            buf.truncate(NONCE_LEN);
-            buf.push(FLAG_RAW);
-            buf.extend_from_slice(plain);
-        }
+        let (flag, body) = if compressed {
+            (FLAG_ZSTD, &self.scratch[..])
+        } else {
+            (FLAG_RAW, plain)
+        };
+        let mut buf = Vec::with_capacity(NONCE_LEN + 1 + body.len() + TAG_LEN);
+        buf.resize(NONCE_LEN, 0);
+        buf.push(flag);
+        buf.extend_from_slice(body);
         self.keys.seal_in_place(&associated_data(kind, id), buf)
     }
 }

@@ -83,6 +83,15 @@ impl ObjectId {
     pub fn of(bytes: &[u8]) -> Self {
         ObjectId(*blake3::hash(bytes).as_bytes())
     }
+
+    /// The id of an object stored as the concatenation of `parts`.
+    pub fn of_parts<P: AsRef<[u8]>>(parts: &[P]) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        for part in parts {
+            hasher.update(part.as_ref());
+        }
+        ObjectId(*hasher.finalize().as_bytes())
+    }
 }
 
 /// Deserializes a CBOR byte string (or, leniently, an array of small integers).
@@ -129,6 +138,7 @@ mod tests {
     #[test]
     fn hex_round_trip_and_errors() {
         let id = ObjectId::of(b"abc");
+        assert_eq!(ObjectId::of_parts(&[&b"a"[..], b"", b"bc"]), id);
         assert_eq!(ObjectId::from_hex(&id.to_hex()).unwrap(), id);
         assert!(ObjectId::from_hex("zz").is_err());
         assert_eq!(id.short().len(), 8);

@@ -5,6 +5,8 @@
 //! lengths. Packs are named by the BLAKE3 of their bytes, so a swapped or truncated pack is
 //! caught before decryption. This module builds and parses packs; it never uploads them.
 
+use bytes::Bytes;
+
 use crate::blob::BlobType;
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
@@ -29,20 +31,35 @@ pub struct PackEntry {
     pub raw_length: u32,
 }
 
-/// A pack being filled, held in memory until it is finished.
+/// A pack being filled, held in memory until it is finished. Sealed blobs are kept as they
+/// came, not copied into one buffer: the writer takes the parts in order.
 pub struct PackBuilder {
-    bytes: Vec<u8>,
+    parts: Vec<Bytes>,
+    len: usize,
     entries: Vec<PackEntry>,
 }
 
-/// A finished pack, ready to upload.
+/// A finished pack, ready to upload: its bytes are the concatenation of `parts` (after
+/// those taken while it grew).
 pub struct FinishedPack {
-    /// Its name: BLAKE3 of `bytes`.
-    pub id: ObjectId,
-    /// The whole stored object.
-    pub bytes: Vec<u8>,
+    /// The sealed blobs, then the sealed header with its length.
+    pub parts: Vec<Bytes>,
+    /// Total length of the parts.
+    pub len: usize,
     /// Its blobs, in order.
     pub entries: Vec<PackEntry>,
+}
+
+impl FinishedPack {
+    /// Its name: BLAKE3 of its bytes.
+    pub fn id(&self) -> ObjectId {
+        ObjectId::of_parts(&self.parts)
+    }
+
+    /// Its bytes in one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.parts.concat()
+    }
 }
 
 impl Default for PackBuilder {
@@ -55,30 +72,26 @@ impl PackBuilder {
     /// An empty pack.
     pub fn new() -> Self {
         PackBuilder {
-            bytes: Vec::new(),
+            parts: Vec::new(),
+            len: 0,
             entries: Vec::new(),
         }
     }
 
-    /// Reserves room for `bytes` in all: a pack filled to a known size then grows in place,
-    /// never holding a half-grown copy beside the full one. Untouched room costs no memory.
-    pub fn reserve_total(&mut self, bytes: usize) {
-        self.bytes.reserve(bytes.saturating_sub(self.bytes.len()));
-    }
-
-    /// Appends a sealed blob.
+    /// Appends a sealed blob; its buffer is kept as a part of the pack.
     pub fn add(
         &mut self,
         kind: BlobType,
         id: BlobId,
-        sealed: &[u8],
+        sealed: Vec<u8>,
         raw_length: usize,
     ) -> Result<()> {
         let too_big = || Error::invalid("pack grew beyond 4 GiB");
-        let offset = u32::try_from(self.bytes.len()).map_err(|_| too_big())?;
+        let offset = u32::try_from(self.len).map_err(|_| too_big())?;
         let length = u32::try_from(sealed.len()).map_err(|_| too_big())?;
         let raw_length = u32::try_from(raw_length).map_err(|_| too_big())?;
-        self.bytes.extend_from_slice(sealed);
+        self.len += sealed.len();
+        self.parts.push(Bytes::from(sealed));
         self.entries.push(PackEntry {
             kind,
             id,
@@ -89,9 +102,15 @@ impl PackBuilder {
         Ok(())
     }
 
+    /// The parts added since the last call, in order, for a writer that takes a pack while
+    /// it grows; [`Self::finish`] then gives only the parts after them.
+    pub fn take_parts(&mut self) -> Vec<Bytes> {
+        std::mem::take(&mut self.parts)
+    }
+
     /// Bytes of blobs so far.
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.len
     }
 
     /// Whether no blob was added.
@@ -99,7 +118,7 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
-    /// Seals the header, appends it and names the pack.
+    /// Seals the header and appends it, with its length.
     pub fn finish(mut self, keys: &Keys) -> Result<FinishedPack> {
         let mut header = Vec::with_capacity(5 + self.entries.len() * ENTRY_LEN);
         header.push(HEADER_VERSION);
@@ -110,13 +129,14 @@ impl PackBuilder {
             header.extend_from_slice(&e.raw_length.to_le_bytes());
             header.extend_from_slice(&e.id.0);
         }
-        let sealed = keys.seal(HEADER_AD, &header)?;
-        self.bytes.extend_from_slice(&sealed);
-        self.bytes
-            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        let mut sealed = keys.seal(HEADER_AD, &header)?;
+        let sealed_len = sealed.len() as u32;
+        sealed.extend_from_slice(&sealed_len.to_le_bytes());
+        self.len += sealed.len();
+        self.parts.push(Bytes::from(sealed));
         Ok(FinishedPack {
-            id: ObjectId::of(&self.bytes),
-            bytes: self.bytes,
+            parts: self.parts,
+            len: self.len,
             entries: self.entries,
         })
     }
@@ -210,23 +230,24 @@ mod tests {
             b.add(
                 BlobType::Data,
                 id,
-                &seal_blob(&k, BlobType::Data, &id, data, 3).unwrap(),
+                seal_blob(&k, BlobType::Data, &id, data, 3).unwrap(),
                 data.len(),
             )
             .unwrap();
         }
         let p = b.finish(&k).unwrap();
-        assert_eq!(ObjectId::of(&p.bytes), p.id);
-        let entries = read_header(&k, &p.bytes).unwrap();
+        let bytes = p.to_vec();
+        assert_eq!((bytes.len(), ObjectId::of(&bytes)), (p.len, p.id()));
+        let entries = read_header(&k, &bytes).unwrap();
         assert_eq!(entries, p.entries);
         let e = entries[1];
-        let sealed = &p.bytes[e.offset as usize..(e.offset + e.length) as usize];
+        let sealed = &bytes[e.offset as usize..(e.offset + e.length) as usize];
         assert_eq!(
             open_blob(&k, BlobType::Data, &e.id, sealed).unwrap(),
             b"two two"
         );
-        for cut in [0, 3, p.bytes.len() - 1] {
-            assert!(read_header(&k, &p.bytes[..cut]).is_err());
+        for cut in [0, 3, bytes.len() - 1] {
+            assert!(read_header(&k, &bytes[..cut]).is_err());
         }
     }
 }

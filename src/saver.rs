@@ -16,10 +16,10 @@ use crate::blob::BlobType;
 use crate::error::Result;
 use crate::id::{BlobId, ObjectId};
 use crate::index::{Index, IndexedPack, seal_index};
-use crate::pack::{PackBuilder, fetch_header};
+use crate::pack::{PackBuilder, PackEntry, fetch_header};
 use crate::repo::{Repository, pack_name};
 use crate::sealpool::{SealPool, SealedBlob};
-use crate::store::PendingPut;
+use crate::store::{ObjectStream, PendingPut};
 
 /// Write an index object once this many blobs are uploaded but not yet indexed, so an
 /// interrupted backup leaves most of its work reusable.
@@ -34,14 +34,21 @@ pub struct SaverStats {
     pub bytes: u64,
 }
 
+/// A pack being filled, and written as it grows.
+struct OpenPack {
+    builder: PackBuilder,
+    stream: ObjectStream,
+}
+
 /// Saves blobs for one run (a backup).
 pub struct BlobSaver<'r> {
     repo: &'r Repository,
-    data: PackBuilder,
-    tree: PackBuilder,
+    data: Option<OpenPack>,
+    tree: Option<OpenPack>,
     seen: HashSet<BlobId>,
     pool: SealPool,
-    uploads: VecDeque<(PendingPut, IndexedPack)>,
+    /// Packs being written: the pending write (which names the pack), its size and blobs.
+    uploads: VecDeque<(PendingPut, u64, Vec<PackEntry>)>,
     uploaded: Vec<IndexedPack>,
     written: Vec<IndexedPack>,
     stats: SaverStats,
@@ -52,8 +59,8 @@ impl<'r> BlobSaver<'r> {
     pub fn new(repo: &'r Repository) -> Result<Self> {
         Ok(BlobSaver {
             repo,
-            data: PackBuilder::new(),
-            tree: PackBuilder::new(),
+            data: None,
+            tree: None,
             seen: HashSet::new(),
             pool: SealPool::new(repo.shared_keys(), repo.config().compression)?,
             uploads: VecDeque::new(),
@@ -142,45 +149,46 @@ impl<'r> BlobSaver<'r> {
     }
 
     fn pack(&mut self, blob: SealedBlob) -> Result<()> {
-        let builder = match blob.kind {
+        let slot = match blob.kind {
             BlobType::Data => &mut self.data,
             BlobType::Tree => &mut self.tree,
         };
-        let config = self.repo.config();
-        let pack_size = config.pack_size as usize;
-        if builder.is_empty() {
-            // A pack ends with the blob that takes it past `pack_size`, then its header.
-            builder.reserve_total(pack_size + config.chunker.max as usize + (1 << 20));
+        let open = slot.get_or_insert_with(|| OpenPack {
+            builder: PackBuilder::new(),
+            stream: self.repo.store().stream_object("data"),
+        });
+        open.builder
+            .add(blob.kind, blob.id, blob.sealed, blob.raw_len)?;
+        for part in open.builder.take_parts() {
+            open.stream.push(part);
         }
-        builder.add(blob.kind, blob.id, &blob.sealed, blob.raw_len)?;
-        if builder.len() >= pack_size {
+        if open.builder.len() >= self.repo.config().pack_size as usize {
             self.flush_pack(blob.kind)?;
         }
         Ok(())
     }
 
     fn flush_pack(&mut self, kind: BlobType) -> Result<()> {
-        let builder = match kind {
-            BlobType::Data => std::mem::take(&mut self.data),
-            BlobType::Tree => std::mem::take(&mut self.tree),
+        let slot = match kind {
+            BlobType::Data => &mut self.data,
+            BlobType::Tree => &mut self.tree,
         };
-        if builder.is_empty() {
+        let Some(OpenPack {
+            builder,
+            mut stream,
+        }) = slot.take()
+        else {
             return Ok(());
-        }
-        let pack = builder.finish(self.repo.keys())?;
-        let size = pack.bytes.len() as u64;
-        self.stats.bytes += size;
-        let indexed = IndexedPack {
-            id: pack.id,
-            size,
-            entries: pack.entries,
         };
-        let pending = self
-            .repo
-            .store()
-            .put_background(pack_name(&pack.id), Bytes::from(pack.bytes));
-        self.uploads.push_back((pending, indexed));
-        // Each upload in flight holds a pack in memory.
+        let pack = builder.finish(self.repo.keys())?;
+        for part in pack.parts {
+            stream.push(part);
+        }
+        let size = pack.len as u64;
+        self.stats.bytes += size;
+        self.uploads
+            .push_back((stream.finish(pack_name), size, pack.entries));
+        // An upload to a remote store holds its pack in memory until it is done.
         while self.uploads.len() > self.repo.store().useful_background_puts() {
             self.wait_oldest()?;
         }
@@ -192,9 +200,9 @@ impl<'r> BlobSaver<'r> {
     }
 
     fn wait_oldest(&mut self) -> Result<()> {
-        if let Some((pending, indexed)) = self.uploads.pop_front() {
-            self.repo.store().wait(pending)?;
-            self.uploaded.push(indexed);
+        if let Some((pending, size, entries)) = self.uploads.pop_front() {
+            let id = self.repo.store().wait(pending)?;
+            self.uploaded.push(IndexedPack { id, size, entries });
         }
         Ok(())
     }

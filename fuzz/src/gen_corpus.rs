@@ -98,10 +98,10 @@ fn pack(keys: &Keys) -> AnyResult<(Vec<u8>, Vec<PackEntry>)> {
         (BlobType::Tree, b""),
     ] {
         let id = BlobId(keys.blob_id(data));
-        b.add(kind, id, &seal_blob(keys, kind, &id, data, 3)?, data.len())?;
+        b.add(kind, id, seal_blob(keys, kind, &id, data, 3)?, data.len())?;
     }
     let p = b.finish(keys)?;
-    Ok((p.bytes, p.entries))
+    Ok((p.to_vec(), p.entries))
 }
 
 /// The plaintext pack header, as documented in `coffer::pack`.

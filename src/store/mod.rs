@@ -35,6 +35,7 @@ use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::id::ObjectId;
 
 /// A repository location, parsed from what the user typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,7 +192,134 @@ pub struct Store {
 }
 
 /// An upload running in the background; [`Store::wait`] collects its result.
-pub struct PendingPut(JoinHandle<Result<()>>);
+pub struct PendingPut(JoinHandle<Result<ObjectId>>);
+
+/// Parts handed to a stream's writer at once (or fewer, when the object ends)...
+const STREAM_BATCH: usize = 1 << 20;
+/// ...and batches queued for the writer: the memory a stream holds beyond its writer's piece.
+const STREAM_QUEUE: usize = 4;
+
+/// An object being produced; see [`Store::stream_object`].
+pub struct ObjectStream {
+    store: Store,
+    batch: Vec<Bytes>,
+    batch_len: usize,
+    sink: Sink,
+}
+
+enum Sink {
+    /// Parts kept until the object is finished.
+    Kept(Vec<Bytes>),
+    /// A thread writing batches of parts to a local file as they come.
+    Writer {
+        parts: std::sync::mpsc::SyncSender<Message>,
+        writer: JoinHandle<Result<ObjectId>>,
+    },
+}
+
+/// What a stream sends its writer.
+enum Message {
+    Parts(Vec<Bytes>),
+    Finish(Box<dyn FnOnce(&ObjectId) -> String + Send>),
+}
+
+impl ObjectStream {
+    /// Appends a part. A writer that failed takes no more parts; [`Self::finish`] reports
+    /// its error.
+    pub fn push(&mut self, part: Bytes) {
+        match &mut self.sink {
+            Sink::Kept(parts) => parts.push(part),
+            Sink::Writer { parts, .. } => {
+                self.batch_len += part.len();
+                self.batch.push(part);
+                if self.batch_len >= STREAM_BATCH {
+                    self.batch_len = 0;
+                    let _ = parts.send(Message::Parts(std::mem::take(&mut self.batch)));
+                }
+            }
+        }
+    }
+
+    /// Ends the object, named `name(BLAKE3 of its bytes)`; the rest of the writing happens
+    /// in the background, and [`Store::wait`] gives the hash.
+    pub fn finish(self, name: impl FnOnce(&ObjectId) -> String + Send + 'static) -> PendingPut {
+        match self.sink {
+            Sink::Kept(parts) => {
+                let inner = self.store.inner.clone();
+                PendingPut(self.store.runtime.spawn(async move {
+                    let (id, name, parts) = tokio::task::spawn_blocking(move || {
+                        let id = ObjectId::of_parts(&parts);
+                        (id, name(&id), parts)
+                    })
+                    .await
+                    .map_err(task_failed)?;
+                    put_content(inner, name, PutPayload::from_iter(parts)).await?;
+                    Ok(id)
+                }))
+            }
+            Sink::Writer { parts, writer } => {
+                let _ = parts.send(Message::Parts(self.batch));
+                let _ = parts.send(Message::Finish(Box::new(name)));
+                PendingPut(writer)
+            }
+        }
+    }
+}
+
+fn task_failed(e: tokio::task::JoinError) -> Error {
+    Error::new(ErrorKind::Store, format!("upload task failed: {e}"))
+}
+
+/// The writer of a stream to a local directory (see [`direct`]): writes parts as they come;
+/// where the file system refuses `O_DIRECT`, keeps them and writes through `inner`.
+fn write_stream(
+    root: &Path,
+    dir: &str,
+    received: std::sync::mpsc::Receiver<Message>,
+    inner: Arc<dyn ObjectStore>,
+    handle: tokio::runtime::Handle,
+) -> Result<ObjectId> {
+    let failed = |e: std::io::Error| {
+        let hint = if e.raw_os_error() == Some(libc::ENOSPC) {
+            " (the repository's file system is full: free space there, then run the backup again)"
+        } else {
+            ""
+        };
+        Error::io(
+            format!("writing an object to {}{hint}", root.join(dir).display()),
+            e,
+        )
+    };
+    let mut object = direct::DirectObject::create(root, dir).map_err(failed)?;
+    let mut kept = Vec::new();
+    for message in received {
+        match message {
+            Message::Parts(parts) => match &mut object {
+                Some(direct) => match direct.append(parts) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                        kept = object.take().map(|o| o.into_parts()).unwrap_or_default();
+                    }
+                    other => other.map_err(failed)?,
+                },
+                None => kept.extend(parts),
+            },
+            Message::Finish(name) => {
+                return match object {
+                    Some(direct) => direct.finish(name).map(|(id, _)| id).map_err(failed),
+                    None => {
+                        let id = ObjectId::of_parts(&kept);
+                        let put = put_content(inner, name(&id), PutPayload::from_iter(kept));
+                        handle.block_on(put).map(|()| id)
+                    }
+                };
+            }
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Store,
+        "an object was abandoned before it was complete",
+    ))
+}
 
 impl Store {
     /// Opens the store at `location` with default options. With `create`, a missing
@@ -312,46 +440,46 @@ impl Store {
 
     /// Writes an object that must not exist yet (objects are never overwritten).
     pub fn put_new(&self, name: &str, bytes: Bytes) -> Result<()> {
-        self.runtime
-            .block_on(put_create(self.inner.clone(), name.to_string(), bytes))
+        self.runtime.block_on(put_create(
+            self.inner.clone(),
+            name.to_string(),
+            bytes.into(),
+        ))
     }
 
     /// Writes a content-addressed object (named by the hash of `bytes`). If it exists, it
     /// holds these very bytes, so that is success.
     pub fn put_object(&self, name: &str, bytes: Bytes) -> Result<()> {
-        self.runtime
-            .block_on(put_content(self.inner.clone(), name.to_string(), bytes))
+        self.runtime.block_on(put_content(
+            self.inner.clone(),
+            name.to_string(),
+            bytes.into(),
+        ))
     }
 
-    /// Starts writing a content-addressed object in the background.
-    pub fn put_background(&self, name: String, bytes: Bytes) -> PendingPut {
-        let inner = self.inner.clone();
-        let local = self.local_writes.clone().filter(|_| plain_name(&name));
-        PendingPut(self.runtime.spawn(async move {
-            if let Some(root) = local {
-                let (object, payload) = (name.clone(), bytes.clone());
-                let written =
-                    tokio::task::spawn_blocking(move || direct::put(&root, &object, &payload))
-                        .await
-                        .map_err(|e| {
-                            Error::new(ErrorKind::Store, format!("upload task failed: {e}"))
-                        })?;
-                match written {
-                    Ok(direct::Written::Done) => return Ok(()),
-                    Ok(direct::Written::Unsupported) => {}
-                    Err(e) => {
-                        let full = e.raw_os_error() == Some(libc::ENOSPC);
-                        let hint = if full {
-                            " (the repository's file system is full: free space there, then run the backup again)"
-                        } else {
-                            ""
-                        };
-                        return Err(Error::io(format!("writing {name}{hint}"), e));
-                    }
-                }
+    /// Starts a content-addressed object written while it is produced: parts pushed to the
+    /// stream, then named by the BLAKE3 of their concatenation ([`ObjectStream::finish`]).
+    /// To a local directory the parts go to disk as they come (staged in `dir`); elsewhere
+    /// they are kept and uploaded whole when the object is finished.
+    pub fn stream_object(&self, dir: &str) -> ObjectStream {
+        let sink = match &self.local_writes {
+            Some(root) => {
+                let (parts, received) = std::sync::mpsc::sync_channel(STREAM_QUEUE);
+                let (root, dir, inner) = (root.clone(), dir.to_string(), self.inner.clone());
+                let handle = self.runtime.handle().clone();
+                let writer = self
+                    .runtime
+                    .spawn_blocking(move || write_stream(&root, &dir, received, inner, handle));
+                Sink::Writer { parts, writer }
             }
-            put_content(inner, name, bytes).await
-        }))
+            None => Sink::Kept(Vec::new()),
+        };
+        ObjectStream {
+            store: self.clone(),
+            batch: Vec::new(),
+            batch_len: 0,
+            sink,
+        }
     }
 
     /// Whether the store is reached over the network.
@@ -365,11 +493,9 @@ impl Store {
         if self.is_remote() { 2 } else { 1 }
     }
 
-    /// Waits for a background write.
-    pub fn wait(&self, pending: PendingPut) -> Result<()> {
-        self.runtime
-            .block_on(pending.0)
-            .map_err(|e| Error::new(ErrorKind::Store, format!("upload task failed: {e}")))?
+    /// Waits for a background write; gives the object's hash.
+    pub fn wait(&self, pending: PendingPut) -> Result<ObjectId> {
+        self.runtime.block_on(pending.0).map_err(task_failed)?
     }
 
     /// Names and sizes of every object under `prefix`, sorted by name.
@@ -401,16 +527,13 @@ impl Store {
 
 /// Create-only write. Objects are content-addressed, so "already exists" means another
 /// client (or an earlier, interrupted run) stored the same bytes: success.
-async fn put_create(store: Arc<dyn ObjectStore>, name: String, bytes: Bytes) -> Result<()> {
+async fn put_create(store: Arc<dyn ObjectStore>, name: String, payload: PutPayload) -> Result<()> {
     let opts = PutOptions {
         mode: PutMode::Create,
         ..Default::default()
     };
     let path = ObjectPath::from(name.as_str());
-    match store
-        .put_opts(&path, PutPayload::from_bytes(bytes), opts)
-        .await
-    {
+    match store.put_opts(&path, payload, opts).await {
         Ok(_) => Ok(()),
         Err(object_store::Error::AlreadyExists { .. }) => Err(Error::new(
             ErrorKind::AlreadyExists,
@@ -420,8 +543,8 @@ async fn put_create(store: Arc<dyn ObjectStore>, name: String, bytes: Bytes) -> 
     }
 }
 
-async fn put_content(store: Arc<dyn ObjectStore>, name: String, bytes: Bytes) -> Result<()> {
-    match put_create(store, name, bytes).await {
+async fn put_content(store: Arc<dyn ObjectStore>, name: String, payload: PutPayload) -> Result<()> {
+    match put_create(store, name, payload).await {
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
         other => other,
     }
@@ -576,6 +699,43 @@ mod tests {
         );
         assert!(Location::parse("s3:///x").is_err());
         assert!(Location::parse("").is_err());
+    }
+
+    #[test]
+    fn streamed_objects_are_named_by_their_hash_and_listed_once_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..(3 << 20) + 77).map(|i| (i % 253) as u8).collect();
+        let name = |id: &ObjectId| format!("data/{id}");
+        for location in [
+            Location::Directory(dir.path().join("repo")),
+            Location::Memory("streamed".into()),
+        ] {
+            let store = Store::open(&location, true).unwrap();
+            let mut stream = store.stream_object("data");
+            for part in bytes.chunks(300_001) {
+                stream.push(Bytes::copy_from_slice(part));
+            }
+            // Pieces of the object may be on disk already, but it is not listed yet.
+            assert!(store.list("data/").unwrap().is_empty(), "{location:?}");
+            let id = store.wait(stream.finish(name)).unwrap();
+            assert_eq!(id, ObjectId::of(&bytes));
+            let listed = store.list("data/").unwrap();
+            assert_eq!(
+                listed,
+                vec![(name(&id), bytes.len() as u64)],
+                "{location:?}"
+            );
+            assert_eq!(store.get(&name(&id)).unwrap(), bytes);
+        }
+        // A stream dropped unfinished leaves nothing behind.
+        let store = Store::open(&Location::Directory(dir.path().join("other")), true).unwrap();
+        let mut stream = store.stream_object("data");
+        stream.push(Bytes::from(vec![1; 3 << 20]));
+        drop(stream);
+        drop(store);
+        let data = dir.path().join("other/data");
+        let left = std::fs::read_dir(&data).map_or(0, |d| d.count());
+        assert_eq!(left, 0);
     }
 
     #[test]

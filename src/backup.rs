@@ -14,8 +14,10 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use crate::blob::BlobType;
-use crate::chunker::{ChunkStream, Chunker};
+use crate::chunker::{ChunkStream, Chunker, OwnedChunks};
 use crate::error::{Error, ErrorKind, Result};
 use crate::filter::PathFilter;
 use crate::fsmeta::{self, OwnerNames};
@@ -291,8 +293,10 @@ struct Walker<'r, 'p> {
 
 /// Files at least this large are read by [`Walker::store_file_split`].
 const SPLIT_READ_MIN: u64 = 4 << 20;
-/// Chunks read ahead of the saver (each at most the chunker's maximum size).
+/// Chunks read ahead of the saver (each at most the chunker's maximum size)...
 const SPLIT_READ_QUEUE: usize = 1;
+/// ...and of the file's hashing.
+const SPLIT_HASH_QUEUE: usize = 4;
 
 impl<'r, 'p> Walker<'r, 'p> {
     fn new<'scope>(
@@ -583,56 +587,52 @@ impl<'r, 'p> Walker<'r, 'p> {
         Ok((content, ObjectId(*hasher.finalize().as_bytes()), size))
     }
 
-    /// [`Self::store_stream`] for a large file, on two threads: a reading thread reads and
-    /// chunks while this one hashes (the file and each chunk) and saves, so chunking and
-    /// hashing run on two cores. The chunks travel as owned buffers, which the saver hands
-    /// on to sealing without another copy.
+    /// [`Self::store_stream`] for a large file, on three threads, so chunking and both
+    /// hashes run on every core: a reading thread reads and chunks, a hashing thread hashes
+    /// the file, and this one hashes each chunk and saves it. Chunks are shared slices of
+    /// the reading thread's windows ([`OwnedChunks`]): none is copied on its way to sealing.
     fn store_file_split(&mut self, file: &File) -> Result<(Vec<BlobId>, ObjectId, u64)> {
-        let buffer = std::mem::take(&mut self.chunk_buffer);
         let (chunker, saver, progress) = (&self.chunker, &mut self.saver, self.progress);
-        let (to_saver, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(SPLIT_READ_QUEUE);
-        // Buffers of chunks already stored come back for the next chunks: a run of known
-        // (or zero) chunks allocates nothing.
-        let (give_back, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
-        let (read, saved) = std::thread::scope(|scope| {
-            let reading = std::thread::Builder::new()
-                .name("coffer-read".into())
+        let (to_saver, chunks) = std::sync::mpsc::sync_channel::<Bytes>(SPLIT_READ_QUEUE);
+        let (to_hasher, hashed) = std::sync::mpsc::sync_channel::<Bytes>(SPLIT_HASH_QUEUE);
+        let thread = |name: &str| std::thread::Builder::new().name(name.into());
+        let stopped = |what| Error::new(ErrorKind::Io, format!("a {what} thread stopped unexpectedly"));
+        let (read, hash, saved) = std::thread::scope(|scope| {
+            let reading = thread("coffer-read")
                 .spawn_scoped(scope, move || {
-                    let mut stream = ChunkStream::with_buffer(chunker, file, buffer);
+                    let mut stream = OwnedChunks::new(chunker, file);
                     while let Some(chunk) = stream.next_chunk()? {
-                        let mut owned = spare.try_recv().unwrap_or_default();
-                        owned.clear();
-                        owned.extend_from_slice(chunk);
-                        if to_saver.send(owned).is_err() {
+                        if to_hasher.send(chunk.clone()).is_err() || to_saver.send(chunk).is_err() {
                             break; // The saver stopped on an error, which it returns.
                         }
                     }
-                    Ok::<_, std::io::Error>(stream.into_buffer())
+                    Ok::<_, std::io::Error>(())
                 })
                 .map_err(|e| Error::io("starting a reading thread", e))?;
+            let hashing = thread("coffer-hash")
+                .spawn_scoped(scope, move || {
+                    let mut hasher = blake3::Hasher::new();
+                    hashed.iter().for_each(|chunk| {
+                        hasher.update(&chunk);
+                    });
+                    hasher.finalize()
+                })
+                .map_err(|e| Error::io("starting a hashing thread", e))?;
             let mut content = Vec::new();
             let mut size = 0u64;
-            let mut hasher = blake3::Hasher::new();
             let saved = chunks.iter().try_for_each(|chunk| {
-                hasher.update(&chunk);
                 size += chunk.len() as u64;
                 progress.bytes(chunk.len() as u64);
-                let (id, unused) = saver.save_owned(BlobType::Data, chunk)?;
-                content.push(id);
-                if let Some(buffer) = unused {
-                    let _ = give_back.try_send(buffer);
-                }
+                content.push(saver.save_shared(BlobType::Data, chunk)?);
                 Ok::<_, Error>(())
             });
             drop(chunks);
-            let read = reading
-                .join()
-                .map_err(|_| Error::new(ErrorKind::Io, "a reading thread stopped unexpectedly"))?;
-            Ok::<_, Error>((read, saved.map(|()| (content, hasher.finalize(), size))))
+            let read = reading.join().map_err(|_| stopped("reading"))?;
+            let hash = hashing.join().map_err(|_| stopped("hashing"))?;
+            Ok::<_, Error>((read, hash, saved.map(|()| (content, size))))
         })?;
-        let (content, hash, size) = saved?;
-        let buffer = read.map_err(|e| Error::io("read", e))?;
-        self.chunk_buffer = buffer;
+        let (content, size) = saved?;
+        read.map_err(|e| Error::io("read", e))?;
         self.summary.bytes_read += size;
         Ok((content, ObjectId(*hash.as_bytes()), size))
     }

@@ -7,6 +7,7 @@
 
 use std::io::{self, Read};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -223,6 +224,78 @@ impl<'a, R: Read> ChunkStream<'a, R> {
     }
 }
 
+/// Streams a reader as chunks that own their bytes without a copy: each chunk is a
+/// [`Bytes`] slice of a window read whole (at least 8 MiB, and at least a maximum chunk).
+/// Only the unfinished chunk at a window's end is copied, to the front of the next window,
+/// and scanned again there. A window's memory goes when the last of its chunks is dropped.
+/// The chunks are exactly those of [`ChunkStream`].
+pub struct OwnedChunks<'a, R> {
+    chunker: &'a Chunker,
+    reader: R,
+    window: Bytes,
+    start: usize,
+    window_size: usize,
+    eof: bool,
+}
+
+impl<'a, R: Read> OwnedChunks<'a, R> {
+    /// Chunks `reader` with `chunker`.
+    pub fn new(chunker: &'a Chunker, reader: R) -> Self {
+        Self::with_window(chunker, reader, 8 << 20)
+    }
+
+    fn with_window(chunker: &'a Chunker, reader: R, window_size: usize) -> Self {
+        OwnedChunks {
+            chunker,
+            reader,
+            window: Bytes::new(),
+            start: 0,
+            window_size: window_size.max(chunker.max_size()),
+            eof: false,
+        }
+    }
+
+    /// Reads the next window: the unfinished rest of this one, then up to a window of input.
+    fn fill(&mut self) -> io::Result<()> {
+        let rest = &self.window[self.start..];
+        let mut next = Vec::with_capacity(rest.len() + self.window_size);
+        next.extend_from_slice(rest);
+        let want = next.len() + self.window_size;
+        while next.len() < want {
+            match (&mut self.reader)
+                .take((want - next.len()) as u64)
+                .read_to_end(&mut next)
+            {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        (self.window, self.start) = (Bytes::from(next), 0);
+        Ok(())
+    }
+
+    /// The next chunk, `None` at the end of the input.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            let rest = &self.window[self.start..];
+            if self.eof && rest.is_empty() {
+                return Ok(None);
+            }
+            if let Some(n) = self.chunker.cut(rest, self.eof) {
+                let begin = self.start;
+                self.start += n;
+                return Ok(Some(self.window.slice(begin..begin + n)));
+            }
+            self.fill()?;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +324,18 @@ mod tests {
             out.push(ch.to_vec());
         }
         out
+    }
+
+    /// A reader that returns at most `step` bytes per read.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.1).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
     }
 
     #[test]
@@ -307,6 +392,23 @@ mod tests {
                 prop_assert!(ch.len() <= 16384);
                 prop_assert!(i + 1 == n || ch.len() >= 1024);
             }
+        }
+
+        /// Owned chunks are the window's chunks, whatever the window size and however the
+        /// reader splits its reads.
+        #[test]
+        fn owned_chunks_match_the_window_stream(
+            len in 0usize..200_000, seed in any::<u64>(), window in 1usize..40_000,
+            step in 1usize..70_000,
+        ) {
+            let c = Chunker::new(small(), &[6; 32]);
+            let data = pseudo_random(len, seed);
+            let mut owned = OwnedChunks::with_window(&c, Trickle(&data, step), window);
+            let mut chunks = Vec::new();
+            while let Some(chunk) = owned.next_chunk().unwrap() {
+                chunks.push(chunk.to_vec());
+            }
+            prop_assert_eq!(chunks, chunk_all(&c, &data));
         }
 
         /// The two-bytes-a-step scan cuts where the plain definition of the rolling hash does.

@@ -119,27 +119,21 @@ impl<'r> BlobSaver<'r> {
     pub fn save(&mut self, kind: BlobType, plain: &[u8]) -> Result<BlobId> {
         let id = BlobId(self.repo.keys().blob_id(plain));
         if !self.has(&id) {
-            self.store(kind, id, plain.to_vec())?;
+            self.store(kind, id, Bytes::copy_from_slice(plain))?;
         }
         Ok(id)
     }
 
-    /// [`Self::save`] for a buffer the caller gives up: a new blob is sealed without a copy.
-    /// A blob already stored gives the buffer back, for reuse.
-    pub fn save_owned(
-        &mut self,
-        kind: BlobType,
-        plain: Vec<u8>,
-    ) -> Result<(BlobId, Option<Vec<u8>>)> {
+    /// [`Self::save`] for bytes the caller shares: a new blob is sealed without a copy.
+    pub fn save_shared(&mut self, kind: BlobType, plain: Bytes) -> Result<BlobId> {
         let id = BlobId(self.repo.keys().blob_id(&plain));
-        if self.has(&id) {
-            return Ok((id, Some(plain)));
+        if !self.has(&id) {
+            self.store(kind, id, plain)?;
         }
-        self.store(kind, id, plain)?;
-        Ok((id, None))
+        Ok(id)
     }
 
-    fn store(&mut self, kind: BlobType, id: BlobId, plain: Vec<u8>) -> Result<()> {
+    fn store(&mut self, kind: BlobType, id: BlobId, plain: Bytes) -> Result<()> {
         self.seen.insert(id);
         self.stats.blobs += 1;
         for blob in self.pool.submit(kind, id, plain)? {

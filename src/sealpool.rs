@@ -12,6 +12,8 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use bytes::Bytes;
+
 use crate::blob::{BlobType, Sealer};
 use crate::crypto::Keys;
 use crate::error::{Error, ErrorKind, Result};
@@ -37,7 +39,7 @@ pub struct SealedBlob {
 struct Job {
     kind: BlobType,
     id: BlobId,
-    plain: Vec<u8>,
+    plain: Bytes,
 }
 
 /// Worker threads sealing blobs; see the module header.
@@ -92,7 +94,7 @@ impl SealPool {
         &mut self,
         kind: BlobType,
         id: BlobId,
-        plain: Vec<u8>,
+        plain: Bytes,
     ) -> Result<Vec<SealedBlob>> {
         self.batch_bytes += plain.len();
         self.batch.push(Job { kind, id, plain });
@@ -217,7 +219,8 @@ mod tests {
             .collect();
         for plain in &blobs {
             let id = BlobId(keys.blob_id(plain));
-            sealed.extend(pool.submit(BlobType::Data, id, plain.clone()).unwrap());
+            let plain = Bytes::copy_from_slice(plain);
+            sealed.extend(pool.submit(BlobType::Data, id, plain).unwrap());
             assert!(pool.in_flight <= pool.limit());
             assert!(pool.batch.len() < BATCH_BLOBS && pool.batch_bytes < BATCH_BYTES);
         }

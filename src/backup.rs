@@ -596,7 +596,12 @@ impl<'r, 'p> Walker<'r, 'p> {
         let (to_saver, chunks) = std::sync::mpsc::sync_channel::<Bytes>(SPLIT_READ_QUEUE);
         let (to_hasher, hashed) = std::sync::mpsc::sync_channel::<Bytes>(SPLIT_HASH_QUEUE);
         let thread = |name: &str| std::thread::Builder::new().name(name.into());
-        let stopped = |what| Error::new(ErrorKind::Io, format!("a {what} thread stopped unexpectedly"));
+        let stopped = |what| {
+            Error::new(
+                ErrorKind::Io,
+                format!("a {what} thread stopped unexpectedly"),
+            )
+        };
         let (read, hash, saved) = std::thread::scope(|scope| {
             let reading = thread("coffer-read")
                 .spawn_scoped(scope, move || {

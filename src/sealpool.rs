@@ -90,12 +90,7 @@ impl SealPool {
 
     /// Queues `plain` to be sealed as blob `id`. Returns the blobs sealed so far, so the
     /// caller can pack them; when the pool is full, first waits for a batch.
-    pub fn submit(
-        &mut self,
-        kind: BlobType,
-        id: BlobId,
-        plain: Bytes,
-    ) -> Result<Vec<SealedBlob>> {
+    pub fn submit(&mut self, kind: BlobType, id: BlobId, plain: Bytes) -> Result<Vec<SealedBlob>> {
         self.batch_bytes += plain.len();
         self.batch.push(Job { kind, id, plain });
         let mut ready = Vec::new();

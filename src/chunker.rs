@@ -102,22 +102,37 @@ impl Chunker {
         // step: the hash after the pair is `hash << 2` plus a term of the pair alone, so the
         // loop-carried chain is one shift and one add per two bytes; the hash between them
         // is computed beside it. Slices, not indexing: no bounds checks.
+        // A run of one byte `b` drives the hash to its fixed point `-gear[b]`
+        // (`(h << 1) + g = h` for `h = -g`), where it stays until the run ends. So once the
+        // hash reaches it without a cut, the rest of the run cannot cut either and is skipped:
+        // the zeros of disk images and sparse data are not scanned byte by byte.
         let mut scan = |from: usize, to: usize, mask: u64| {
-            let mut pairs = data[from..to].chunks_exact(2);
             let mut at = 0;
-            for pair in &mut pairs {
-                let (g0, g1) = (gear[pair[0] as usize], gear[pair[1] as usize]);
-                let first = (hash << 1).wrapping_add(g0);
-                hash = (hash << 2).wrapping_add((g0 << 1).wrapping_add(g1));
-                if first & mask == 0 {
-                    return Some(at);
+            loop {
+                let mut pairs = data[from + at..to].chunks_exact(2);
+                let mut run = None;
+                for pair in &mut pairs {
+                    let (g0, g1) = (gear[pair[0] as usize], gear[pair[1] as usize]);
+                    let first = (hash << 1).wrapping_add(g0);
+                    hash = (hash << 2).wrapping_add((g0 << 1).wrapping_add(g1));
+                    if first & mask == 0 {
+                        return Some(at);
+                    }
+                    if hash & mask == 0 {
+                        return Some(at + 1);
+                    }
+                    at += 2;
+                    if hash == g1.wrapping_neg() {
+                        run = Some(pair[1]);
+                        break;
+                    }
                 }
-                if hash & mask == 0 {
-                    return Some(at + 1);
+                match run {
+                    Some(byte) => at += run_length(&data[from + at..to], byte),
+                    None => break,
                 }
-                at += 2;
             }
-            for &b in pairs.remainder() {
+            for &b in &data[from + at..to] {
                 hash = (hash << 1).wrapping_add(gear[b as usize]);
                 if hash & mask == 0 {
                     return Some(at);
@@ -139,6 +154,17 @@ impl Chunker {
     pub fn max_size(&self) -> usize {
         self.params.max as usize
     }
+}
+
+/// How many bytes at the start of `data` equal `byte`.
+fn run_length(data: &[u8], byte: u8) -> usize {
+    // Whole blocks first, compared without an early exit so the comparison vectorizes.
+    let same = data
+        .chunks_exact(64)
+        .take_while(|block| block.iter().fold(0, |any, &b| any | (b ^ byte)) == 0)
+        .count()
+        * 64;
+    same + data[same..].iter().take_while(|&&b| b == byte).count()
 }
 
 /// Streams a reader as chunks through a window of two maximum chunk sizes.
@@ -317,6 +343,44 @@ mod tests {
         out
     }
 
+    /// Random bytes broken by runs of one byte (zeros, 0xff or another), some longer than a
+    /// chunk.
+    fn with_runs(n: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed;
+        let mut next = || {
+            // splitmix64
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let z = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let r = next();
+            let len = (r >> 8) as usize % 20_000;
+            if r & 1 == 0 {
+                out.extend(pseudo_random(len % 3000, r));
+            } else {
+                let byte = [0, 0xff, (r >> 40) as u8][(r >> 2) as usize % 3];
+                out.resize(out.len() + len, byte);
+            }
+        }
+        out.truncate(n);
+        out
+    }
+
+    #[test]
+    fn runs_are_measured_whole() {
+        let mut data = vec![7u8; 200];
+        data.push(8);
+        for start in [0, 1, 63, 64, 65, 137, 200] {
+            assert_eq!(run_length(&data[start..], 7), 200 - start);
+        }
+        assert_eq!(run_length(&data[..130], 7), 130);
+        assert_eq!(run_length(&data, 8), 0);
+        assert_eq!(run_length(&[], 0), 0);
+    }
+
     fn chunk_all(c: &Chunker, data: &[u8]) -> Vec<Vec<u8>> {
         let mut s = ChunkStream::new(c, data);
         let mut out = Vec::new();
@@ -415,9 +479,10 @@ mod tests {
         #[test]
         fn cuts_match_the_byte_at_a_time_definition(
             len in 0usize..40_000, seed in any::<u64>(), eof in any::<bool>(),
+            runs in any::<bool>(),
         ) {
             let c = Chunker::new(small(), &[5; 32]);
-            let data = pseudo_random(len, seed);
+            let data = if runs { with_runs(len, seed) } else { pseudo_random(len, seed) };
             let reference = || {
                 if data.len() <= 1024 {
                     return eof.then_some(data.len());

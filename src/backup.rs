@@ -296,7 +296,7 @@ const SPLIT_READ_MIN: u64 = 4 << 20;
 /// Chunks read ahead of the saver (each at most the chunker's maximum size)...
 const SPLIT_READ_QUEUE: usize = 1;
 /// ...and of the file's hashing.
-const SPLIT_HASH_QUEUE: usize = 4;
+const SPLIT_HASH_QUEUE: usize = 1;
 
 impl<'r, 'p> Walker<'r, 'p> {
     fn new<'scope>(

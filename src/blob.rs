@@ -80,11 +80,12 @@ impl<'k> Sealer<'k> {
     pub fn seal(&mut self, kind: BlobType, id: &BlobId, plain: &[u8]) -> Result<Vec<u8>> {
         let compressed = match &mut self.compressor {
             Some(c) if plain.len() >= 64 => {
+                // Output that does not fit in `worth` is not worth keeping: zstd stops there.
+                let worth = plain.len() - plain.len() / 32;
                 self.scratch.clear();
-                self.scratch
-                    .reserve(zstd::zstd_safe::compress_bound(plain.len()));
+                self.scratch.reserve_exact(worth);
                 c.compress_to_buffer(plain, &mut self.scratch)
-                    .is_ok_and(|n| n < plain.len() - plain.len() / 32)
+                    .is_ok_and(|n| n < worth)
             }
             _ => false,
         };

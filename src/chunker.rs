@@ -103,14 +103,15 @@ impl Chunker {
         // loop-carried chain is one shift and one add per two bytes; the hash between them
         // is computed beside it. Slices, not indexing: no bounds checks.
         // A run of one byte `b` drives the hash to its fixed point `-gear[b]`
-        // (`(h << 1) + g = h` for `h = -g`), where it stays until the run ends. So once the
-        // hash reaches it without a cut, the rest of the run cannot cut either and is skipped:
-        // the zeros of disk images and sparse data are not scanned byte by byte.
+        // (`(h << 1) + g = h` for `h = -g`) within 64 bytes, and it stays there until the run
+        // ends. So when a block of the scan ends at the fixed point without a cut, the rest of
+        // the run cannot cut either and is skipped: the zeros of disk images and sparse data
+        // are not scanned byte by byte.
         let mut scan = |from: usize, to: usize, mask: u64| {
             let mut at = 0;
-            loop {
-                let mut pairs = data[from + at..to].chunks_exact(2);
-                let mut run = None;
+            while from + at < to {
+                let block = &data[from + at..(from + at + RUN_CHECK).min(to)];
+                let mut pairs = block.chunks_exact(2);
                 for pair in &mut pairs {
                     let (g0, g1) = (gear[pair[0] as usize], gear[pair[1] as usize]);
                     let first = (hash << 1).wrapping_add(g0);
@@ -122,22 +123,18 @@ impl Chunker {
                         return Some(at + 1);
                     }
                     at += 2;
-                    if hash == g1.wrapping_neg() {
-                        run = Some(pair[1]);
-                        break;
+                }
+                for &b in pairs.remainder() {
+                    hash = (hash << 1).wrapping_add(gear[b as usize]);
+                    if hash & mask == 0 {
+                        return Some(at);
                     }
+                    at += 1;
                 }
-                match run {
-                    Some(byte) => at += run_length(&data[from + at..to], byte),
-                    None => break,
+                let last = block[block.len() - 1];
+                if hash == gear[last as usize].wrapping_neg() {
+                    at += run_length(&data[from + at..to], last);
                 }
-            }
-            for &b in &data[from + at..to] {
-                hash = (hash << 1).wrapping_add(gear[b as usize]);
-                if hash & mask == 0 {
-                    return Some(at);
-                }
-                at += 1;
             }
             None
         };
@@ -155,6 +152,9 @@ impl Chunker {
         self.params.max as usize
     }
 }
+
+/// Bytes scanned between checks for a run of one byte (see [`Chunker::cut`]).
+const RUN_CHECK: usize = 4096;
 
 /// How many bytes at the start of `data` equal `byte`.
 fn run_length(data: &[u8], byte: u8) -> usize {
@@ -252,9 +252,10 @@ impl<'a, R: Read> ChunkStream<'a, R> {
 
 /// Streams a reader as chunks that own their bytes without a copy: each chunk is a
 /// [`Bytes`] slice of a window read whole (at least 8 MiB, and at least a maximum chunk).
-/// Only the unfinished chunk at a window's end is copied, to the front of the next window,
-/// and scanned again there. A window's memory goes when the last of its chunks is dropped.
-/// The chunks are exactly those of [`ChunkStream`].
+/// Only the unfinished chunk at a window's end (shorter than a maximum chunk) is copied, to
+/// the front of the next window, and scanned again there. A window is reused once the last of its chunks is dropped, so
+/// a long file does not churn the allocator with window-sized blocks (glibc then keeps
+/// freed ones and the process grows). The chunks are exactly those of [`ChunkStream`].
 pub struct OwnedChunks<'a, R> {
     chunker: &'a Chunker,
     reader: R,
@@ -262,7 +263,12 @@ pub struct OwnedChunks<'a, R> {
     start: usize,
     window_size: usize,
     eof: bool,
+    /// Earlier windows, some of whose chunks may still be in use.
+    retired: Vec<Bytes>,
 }
+
+/// Windows kept for reuse; more in use at once are dropped when done.
+const RETIRED_WINDOWS: usize = 4;
 
 impl<'a, R: Read> OwnedChunks<'a, R> {
     /// Chunks `reader` with `chunker`.
@@ -278,15 +284,34 @@ impl<'a, R: Read> OwnedChunks<'a, R> {
             start: 0,
             window_size: window_size.max(chunker.max_size()),
             eof: false,
+            retired: Vec::new(),
         }
     }
 
-    /// Reads the next window: the unfinished rest of this one, then up to a window of input.
+    /// An empty buffer of a window's size: a retired window none of whose chunks is left, or
+    /// a new one.
+    fn spare_buffer(&mut self) -> Vec<u8> {
+        let unused = self.retired.iter().position(Bytes::is_unique);
+        if let Some(Ok(mut window)) = unused.map(|i| self.retired.swap_remove(i).try_into_mut()) {
+            window.clear();
+            let buffer = Vec::from(window);
+            if buffer.capacity() == self.window_size {
+                return buffer;
+            }
+        }
+        Vec::with_capacity(self.window_size)
+    }
+
+    /// Reads the next window: the unfinished rest of this one, then input up to the window's
+    /// size (or the input's end).
     fn fill(&mut self) -> io::Result<()> {
-        let rest = &self.window[self.start..];
-        let mut next = Vec::with_capacity(rest.len() + self.window_size);
-        next.extend_from_slice(rest);
-        let want = next.len() + self.window_size;
+        let old = std::mem::take(&mut self.window);
+        let mut next = self.spare_buffer();
+        next.extend_from_slice(&old[self.start..]);
+        if self.retired.len() < RETIRED_WINDOWS && !old.is_empty() {
+            self.retired.push(old);
+        }
+        let want = self.window_size;
         while next.len() < want {
             match (&mut self.reader)
                 .take((want - next.len()) as u64)

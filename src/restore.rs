@@ -10,8 +10,8 @@
 //! The walk over the trees runs on the calling thread and creates every entry in order;
 //! file content and metadata are written by two workers per core, which take the files in
 //! batches of neighbours (one wake-up per batch, not per file) and fetch each file's
-//! neighbouring chunks with one ranged read (for a large file, on a thread of its own that
-//! opens chunks while the worker writes them). Directory metadata is applied once every file is
+//! neighbouring chunks with one ranged read (for a large file, on two threads of their own
+//! that open chunks while the worker puts them in order and writes them). Directory metadata is applied once every file is
 //! written, deepest first, and the target file system is synced once at the end (and in the
 //! background meanwhile) instead of per file.
 
@@ -319,14 +319,14 @@ fn failure(snap_path: &[u8], e: &Error) -> RestoreFailure {
     }
 }
 
-/// Files at least this large are restored by two threads: one reads and opens the chunks
-/// (decrypt, decompress, check the id) and hashes the file, the other writes the chunks.
+/// Files at least this large are restored by three threads: two open the chunks (decrypt,
+/// decompress, check the id) a few at a time, taking turns, while the third puts them back
+/// in order, hashes the file if asked, and writes it.
 const SPLIT_WRITE_MIN: u64 = 16 << 20;
-/// Opened chunks waiting for the writing thread (each at most the chunker's maximum).
-const SPLIT_WRITE_QUEUE: usize = 2;
-/// Chunks handed to one [`Repository::read_blobs`] call of a large file: small enough that
-/// a chunk of zeros found in one call is skipped from the next call on.
-const SPLIT_READ_IDS: usize = 16;
+/// Threads opening a large file's chunks.
+const OPENERS: usize = 2;
+/// Chunks one opening thread opens at a time (one ranged read where they are neighbours).
+const OPEN_BATCH: usize = 1;
 
 /// A chunk of a file, opened and verified.
 enum Chunk {
@@ -350,76 +350,124 @@ fn is_zero(bytes: &[u8]) -> bool {
     blocks.all(|b| b == [0u8; 64]) && blocks.remainder().iter().all(|&b| b == 0)
 }
 
-/// Opens the chunks `ids` of a large file on a second thread, which also hashes the file
-/// if `hash`, and hands each chunk to `write` on this one: opening and writing overlap on two
-/// cores. A chunk found to be all zeros is not read again when the file repeats it (disk
-/// images repeat one such chunk over every empty region). Returns the file's BLAKE3 if `hash`.
+/// Opens the chunks `ids` of a large file on [`OPENERS`] threads and hands them to `write`
+/// on this one, in order: opening (the costly part) runs on every core. Returns the file's
+/// BLAKE3 if `hash`, computed here in order. A chunk an opener found to be all zeros is not
+/// read again when the file repeats it (disk images repeat one such chunk over every empty
+/// region).
 fn read_beside(
     repo: &Repository,
     ids: &[BlobId],
     hash: bool,
     mut write: impl FnMut(Chunk) -> Result<()>,
 ) -> Result<Option<blake3::Hash>> {
-    let (to_writer, chunks) = sync_channel::<Chunk>(SPLIT_WRITE_QUEUE);
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+    let batches: Vec<&[BlobId]> = ids.chunks(OPEN_BATCH).collect();
+    let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let (to_writer, opened) = sync_channel::<(usize, Vec<Chunk>)>(1);
+    let open = |to_writer: SyncSender<(usize, Vec<Chunk>)>| {
+        let mut zero_ids = HashMap::new();
+        while !failed.load(Relaxed) {
+            let k = next.fetch_add(1, Relaxed);
+            let Some(batch) = batches.get(k) else { break };
+            let chunks = open_batch(repo, batch, &mut zero_ids).inspect_err(|_| {
+                failed.store(true, Relaxed);
+            })?;
+            if to_writer.send((k, chunks)).is_err() {
+                break; // The writer stopped on an error, which it returns.
+            }
+        }
+        Ok::<_, Error>(())
+    };
     std::thread::scope(|scope| {
-        let reading = std::thread::Builder::new()
-            .name("coffer-open".into())
-            .spawn_scoped(scope, move || open_chunks(repo, ids, hash, &to_writer))
-            .map_err(|e| Error::io("starting a restore thread", e))?;
-        let wrote = chunks.iter().try_for_each(&mut write);
-        drop(chunks);
-        let read = reading.join().map_err(|_| worker_died())?;
-        // A write error stops the reader too: report the write error, not the reader's.
-        wrote.and(read)
+        let openers = (0..OPENERS)
+            .map(|_| {
+                let to_writer = to_writer.clone();
+                std::thread::Builder::new()
+                    .name("coffer-open".into())
+                    .spawn_scoped(scope, move || open(to_writer))
+                    .map_err(|e| Error::io("starting a restore thread", e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        drop(to_writer);
+        let mut hasher = hash.then(blake3::Hasher::new);
+        let mut waiting = HashMap::new();
+        let mut due = 0;
+        let wrote = opened.iter().try_for_each(|(k, chunks)| {
+            waiting.insert(k, chunks);
+            while let Some(chunks) = waiting.remove(&due) {
+                for chunk in chunks {
+                    if let Some(h) = &mut hasher {
+                        hash_chunk(h, &chunk);
+                    }
+                    write(chunk)?;
+                }
+                due += 1;
+            }
+            Ok(())
+        });
+        drop(opened);
+        let mut read = Ok(());
+        for opener in openers {
+            read = read.and(opener.join().map_err(|_| worker_died())?);
+        }
+        // A write error stops the openers too: report the write error, not theirs.
+        wrote.and(read)?;
+        if due != batches.len() {
+            return Err(worker_died());
+        }
+        Ok(hasher.map(|h| h.finalize()))
     })
 }
 
-/// The reading side of [`read_beside`].
-fn open_chunks(
+/// Opens `ids`; chunks of zeros already met (`zero_ids`) are not read again.
+fn open_batch(
     repo: &Repository,
     ids: &[BlobId],
-    hash: bool,
-    to_writer: &SyncSender<Chunk>,
-) -> Result<Option<blake3::Hash>> {
+    zero_ids: &mut HashMap<BlobId, usize>,
+) -> Result<Vec<Chunk>> {
+    let known: Vec<Option<usize>> = ids.iter().map(|id| zero_ids.get(id).copied()).collect();
+    let unknown: Vec<BlobId> = ids
+        .iter()
+        .zip(&known)
+        .filter_map(|(id, known)| known.is_none().then_some(*id))
+        .collect();
+    let mut opened = Vec::with_capacity(unknown.len());
+    let mut names = unknown.iter();
+    repo.read_blobs(BlobType::Data, &unknown, |plain| {
+        let chunk = Chunk::new(plain);
+        if let (Chunk::Zeros(len), Some(id)) = (&chunk, names.next()) {
+            zero_ids.insert(*id, *len);
+        }
+        opened.push(chunk);
+        Ok(())
+    })?;
+    let mut opened = opened.into_iter();
+    known
+        .into_iter()
+        .map(|known| match known {
+            Some(len) => Ok(Chunk::Zeros(len)),
+            None => opened.next().ok_or_else(worker_died),
+        })
+        .collect()
+}
+
+/// Adds a chunk to a file's hash; a hole hashes as zeros.
+fn hash_chunk(hasher: &mut blake3::Hasher, chunk: &Chunk) {
     static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
-    // Fails only once the writer stopped, on an error it returns itself.
-    let send = |chunk| to_writer.send(chunk).map_err(|_| worker_died());
-    let mut hasher = hash.then(blake3::Hasher::new);
-    let mut zero_ids: HashMap<BlobId, usize> = HashMap::new();
-    let mut rest = ids;
-    while let Some(id) = rest.first() {
-        if let Some(&len) = zero_ids.get(id) {
-            let mut left = len;
-            while let Some(h) = hasher.as_mut().filter(|_| left > 0) {
+    match chunk {
+        Chunk::Data(bytes) => {
+            hasher.update(bytes);
+        }
+        Chunk::Zeros(len) => {
+            let mut left = *len;
+            while left > 0 {
                 let n = left.min(ZEROS.len());
-                h.update(&ZEROS[..n]);
+                hasher.update(&ZEROS[..n]);
                 left -= n;
             }
-            send(Chunk::Zeros(len))?;
-            rest = &rest[1..];
-            continue;
         }
-        let take = rest
-            .iter()
-            .take(SPLIT_READ_IDS)
-            .take_while(|id| !zero_ids.contains_key(*id))
-            .count();
-        let (batch, after) = rest.split_at(take);
-        let mut opened = batch.iter();
-        repo.read_blobs(BlobType::Data, batch, |plain| {
-            if let Some(h) = &mut hasher {
-                h.update(&plain);
-            }
-            let id = opened.next();
-            let chunk = Chunk::new(plain);
-            if let (Chunk::Zeros(len), Some(id)) = (&chunk, id) {
-                zero_ids.insert(*id, *len);
-            }
-            send(chunk)
-        })?;
-        rest = after;
     }
-    Ok(hasher.map(|h| h.finalize()))
 }
 
 /// Flushes the target's file system every half second until `stop` closes, so the disk

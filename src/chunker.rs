@@ -157,7 +157,7 @@ impl Chunker {
 const RUN_CHECK: usize = 4096;
 
 /// How many bytes at the start of `data` equal `byte`.
-fn run_length(data: &[u8], byte: u8) -> usize {
+pub(crate) fn run_length(data: &[u8], byte: u8) -> usize {
     // Whole blocks first, compared without an early exit so the comparison vectorizes.
     let same = data
         .chunks_exact(64)

@@ -13,6 +13,7 @@ use std::collections::{HashSet, VecDeque};
 use bytes::Bytes;
 
 use crate::blob::BlobType;
+use crate::chunker::run_length;
 use crate::error::Result;
 use crate::id::{BlobId, ObjectId};
 use crate::index::{Index, IndexedPack, seal_index};
@@ -46,6 +47,8 @@ pub struct BlobSaver<'r> {
     data: Option<OpenPack>,
     tree: Option<OpenPack>,
     seen: HashSet<BlobId>,
+    /// The last chunk that was one byte repeated, (byte, length), and its id.
+    last_run: Option<((u8, usize), BlobId)>,
     pool: SealPool,
     /// Packs being written: the pending write (which names the pack), its size and blobs.
     uploads: VecDeque<(PendingPut, u64, Vec<PackEntry>)>,
@@ -62,6 +65,7 @@ impl<'r> BlobSaver<'r> {
             data: None,
             tree: None,
             seen: HashSet::new(),
+            last_run: None,
             pool: SealPool::new(repo.shared_keys(), repo.config().compression)?,
             uploads: VecDeque::new(),
             uploaded: Vec::new(),
@@ -117,7 +121,7 @@ impl<'r> BlobSaver<'r> {
 
     /// Saves `plain` unless a blob with its id exists; returns the id.
     pub fn save(&mut self, kind: BlobType, plain: &[u8]) -> Result<BlobId> {
-        let id = BlobId(self.repo.keys().blob_id(plain));
+        let id = self.blob_id(plain);
         if !self.has(&id) {
             self.store(kind, id, Bytes::copy_from_slice(plain))?;
         }
@@ -126,11 +130,31 @@ impl<'r> BlobSaver<'r> {
 
     /// [`Self::save`] for bytes the caller shares: a new blob is sealed without a copy.
     pub fn save_shared(&mut self, kind: BlobType, plain: Bytes) -> Result<BlobId> {
-        let id = BlobId(self.repo.keys().blob_id(&plain));
+        let id = self.blob_id(&plain);
         if !self.has(&id) {
             self.store(kind, id, plain)?;
         }
         Ok(id)
+    }
+
+    /// The keyed id of `plain`. A chunk that is one byte repeated is hashed once per run: disk
+    /// images repeat such a chunk (of zeros, at the chunker's maximum size) over every empty
+    /// region.
+    fn blob_id(&mut self, plain: &[u8]) -> BlobId {
+        let run = plain
+            .first()
+            .filter(|&&b| run_length(plain, b) == plain.len())
+            .map(|&b| (b, plain.len()));
+        match (run, self.last_run) {
+            (Some(run), Some((last, id))) if run == last => id,
+            _ => {
+                let id = BlobId(self.repo.keys().blob_id(plain));
+                if let Some(run) = run {
+                    self.last_run = Some((run, id));
+                }
+                id
+            }
+        }
     }
 
     fn store(&mut self, kind: BlobType, id: BlobId, plain: Bytes) -> Result<()> {
@@ -235,4 +259,41 @@ pub fn add_to_index(index: &mut Index, packs: &[IndexedPack]) {
         index.push_pack(p);
     }
     index.sort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyslot::{KdfParams, Passphrase};
+    use crate::repo::InitOptions;
+    use crate::store::{Location, Store};
+
+    #[test]
+    fn runs_of_one_byte_get_their_keyed_id() {
+        let store = Store::open(&Location::Memory("saver-runs".into()), true).unwrap();
+        let kdf = KdfParams {
+            memory_kib: 8192,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let opts = InitOptions {
+            kdf,
+            ..Default::default()
+        };
+        let (repo, _) = Repository::init(store, &Passphrase::new("pw".into()), &opts).unwrap();
+        let mut saver = BlobSaver::new(&repo).unwrap();
+        let plains = [
+            vec![0u8; 5000],
+            vec![0; 5000],
+            vec![0; 4999],
+            vec![7; 5000],
+            vec![0; 5000],
+            b"0000x".to_vec(),
+            vec![b'0'; 5],
+            vec![],
+        ];
+        for plain in plains {
+            assert_eq!(saver.blob_id(&plain), BlobId(repo.keys().blob_id(&plain)));
+        }
+    }
 }

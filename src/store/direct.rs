@@ -112,6 +112,10 @@ impl DirectObject {
         let len = self.written;
         let id = ObjectId(*self.hasher.finalize().as_bytes());
         let name = name(&id);
+        if !super::plain_name(&name) {
+            let message = format!("{name:?} is not a plain object name");
+            return Err(io::Error::new(ErrorKind::InvalidInput, message));
+        }
         if !len.is_multiple_of(ALIGN as u64) {
             self.file.set_len(len)?;
         }

@@ -79,6 +79,8 @@ impl<'r> BlobSaver<'r> {
     /// in this run's index, so work already uploaded is not uploaded again. Packs whose header
     /// cannot be read are left for `check` to report. Returns how many packs were adopted.
     pub fn adopt_unindexed_packs(&mut self) -> Result<usize> {
+        // What a killed backup was still writing is not a pack yet: its staging files go.
+        self.repo.store().remove_abandoned_streams("data")?;
         let known: HashSet<String> = self
             .repo
             .index()

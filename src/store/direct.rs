@@ -167,6 +167,30 @@ impl Drop for DirectObject {
     }
 }
 
+/// Removes staging files in `dir` not written to for `idle`: left by a writer that was killed
+/// (a live writer writes to its file at least once per pack piece). Returns how many.
+pub(crate) fn remove_abandoned(dir: &Path, idle: std::time::Duration) -> io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+        other => other?,
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let staging = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("stream#"))
+            .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+        let modified = entry.metadata()?.modified()?;
+        if staging && modified.elapsed().is_ok_and(|age| age >= idle) {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// A staging name in `dir` that no other writer uses and listings skip.
 fn staging_path(dir: &Path) -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -257,6 +281,27 @@ mod tests {
             .unwrap();
         assert_eq!(object.held.len(), 1);
         drop(object);
+        // Staging files of killed writers go once idle long enough; nothing else does.
+        let data = dir.path().join("data");
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for (name, age) in [
+            ("stream#123000001", Some(hour_ago)),
+            ("stream#123000002", None),
+            ("stream#12a", Some(hour_ago)),
+            ("other#123", Some(hour_ago)),
+        ] {
+            let file = File::create(data.join(name)).unwrap();
+            if let Some(time) = age {
+                file.set_modified(time).unwrap();
+            }
+        }
+        let idle = std::time::Duration::from_secs(1800);
+        assert_eq!(remove_abandoned(&data, idle).unwrap(), 1);
+        assert!(!data.join("stream#123000001").exists());
+        for name in ["stream#123000002", "stream#12a", "other#123"] {
+            std::fs::remove_file(data.join(name)).unwrap();
+        }
+        assert_eq!(remove_abandoned(&dir.path().join("none"), idle).unwrap(), 0);
         // No staging files are left.
         let left: Vec<_> = std::fs::read_dir(dir.path().join("data"))
             .unwrap()

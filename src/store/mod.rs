@@ -482,6 +482,18 @@ impl Store {
         }
     }
 
+    /// Removes what a killed backup left of the objects it was streaming to a local
+    /// directory under `dir`: staging files not written to for a day (a running backup
+    /// writes to its data pack's file at every MiB it packs). Returns how many.
+    pub fn remove_abandoned_streams(&self, dir: &str) -> Result<usize> {
+        let Some(root) = &self.local_writes else {
+            return Ok(0);
+        };
+        let dir = root.join(dir);
+        direct::remove_abandoned(&dir, std::time::Duration::from_secs(24 * 3600))
+            .map_err(|e| Error::io(format!("cleaning up {}", dir.display()), e))
+    }
+
     /// Whether the store is reached over the network.
     pub fn is_remote(&self) -> bool {
         self.remote

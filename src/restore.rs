@@ -320,13 +320,11 @@ fn failure(snap_path: &[u8], e: &Error) -> RestoreFailure {
 }
 
 /// Files at least this large are restored by three threads: two open the chunks (decrypt,
-/// decompress, check the id) a few at a time, taking turns, while the third puts them back
-/// in order, hashes the file if asked, and writes it.
+/// decompress, check the id), one chunk at a time and taking turns, while the third puts them
+/// back in order, hashes the file if asked, and writes it.
 const SPLIT_WRITE_MIN: u64 = 16 << 20;
 /// Threads opening a large file's chunks.
 const OPENERS: usize = 2;
-/// Chunks one opening thread opens at a time (one ranged read where they are neighbours).
-const OPEN_BATCH: usize = 1;
 
 /// A chunk of a file, opened and verified.
 enum Chunk {
@@ -362,18 +360,17 @@ fn read_beside(
     mut write: impl FnMut(Chunk) -> Result<()>,
 ) -> Result<Option<blake3::Hash>> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
-    let batches: Vec<&[BlobId]> = ids.chunks(OPEN_BATCH).collect();
     let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
-    let (to_writer, opened) = sync_channel::<(usize, Vec<Chunk>)>(1);
-    let open = |to_writer: SyncSender<(usize, Vec<Chunk>)>| {
+    let (to_writer, opened) = sync_channel::<(usize, Chunk)>(1);
+    let open = |to_writer: SyncSender<(usize, Chunk)>| {
         let mut zero_ids = HashMap::new();
         while !failed.load(Relaxed) {
             let k = next.fetch_add(1, Relaxed);
-            let Some(batch) = batches.get(k) else { break };
-            let chunks = open_batch(repo, batch, &mut zero_ids).inspect_err(|_| {
+            let Some(id) = ids.get(k) else { break };
+            let chunk = open_chunk(repo, id, &mut zero_ids).inspect_err(|_| {
                 failed.store(true, Relaxed);
             })?;
-            if to_writer.send((k, chunks)).is_err() {
+            if to_writer.send((k, chunk)).is_err() {
                 break; // The writer stopped on an error, which it returns.
             }
         }
@@ -393,15 +390,18 @@ fn read_beside(
         let mut hasher = hash.then(blake3::Hasher::new);
         let mut waiting = HashMap::new();
         let mut due = 0;
-        let wrote = opened.iter().try_for_each(|(k, chunks)| {
-            waiting.insert(k, chunks);
-            while let Some(chunks) = waiting.remove(&due) {
-                for chunk in chunks {
-                    if let Some(h) = &mut hasher {
-                        hash_chunk(h, &chunk);
+        let wrote = opened.iter().try_for_each(|(k, chunk)| {
+            waiting.insert(k, chunk);
+            while let Some(chunk) = waiting.remove(&due) {
+                if let Some(h) = &mut hasher {
+                    match &chunk {
+                        Chunk::Data(bytes) => {
+                            h.update(bytes);
+                        }
+                        Chunk::Zeros(len) => crate::verify::hash_zeros(h, *len as u64),
                     }
-                    write(chunk)?;
                 }
+                write(chunk)?;
                 due += 1;
             }
             Ok(())
@@ -413,61 +413,32 @@ fn read_beside(
         }
         // A write error stops the openers too: report the write error, not theirs.
         wrote.and(read)?;
-        if due != batches.len() {
+        if due != ids.len() {
             return Err(worker_died());
         }
         Ok(hasher.map(|h| h.finalize()))
     })
 }
 
-/// Opens `ids`; chunks of zeros already met (`zero_ids`) are not read again.
-fn open_batch(
+/// Opens chunk `id`; a chunk of zeros already met (`zero_ids`) is not read again.
+fn open_chunk(
     repo: &Repository,
-    ids: &[BlobId],
+    id: &BlobId,
     zero_ids: &mut HashMap<BlobId, usize>,
-) -> Result<Vec<Chunk>> {
-    let known: Vec<Option<usize>> = ids.iter().map(|id| zero_ids.get(id).copied()).collect();
-    let unknown: Vec<BlobId> = ids
-        .iter()
-        .zip(&known)
-        .filter_map(|(id, known)| known.is_none().then_some(*id))
-        .collect();
-    let mut opened = Vec::with_capacity(unknown.len());
-    let mut names = unknown.iter();
-    repo.read_blobs(BlobType::Data, &unknown, |plain| {
-        let chunk = Chunk::new(plain);
-        if let (Chunk::Zeros(len), Some(id)) = (&chunk, names.next()) {
-            zero_ids.insert(*id, *len);
-        }
-        opened.push(chunk);
+) -> Result<Chunk> {
+    if let Some(&len) = zero_ids.get(id) {
+        return Ok(Chunk::Zeros(len));
+    }
+    let mut opened = None;
+    repo.read_blobs(BlobType::Data, std::slice::from_ref(id), |plain| {
+        opened = Some(Chunk::new(plain));
         Ok(())
     })?;
-    let mut opened = opened.into_iter();
-    known
-        .into_iter()
-        .map(|known| match known {
-            Some(len) => Ok(Chunk::Zeros(len)),
-            None => opened.next().ok_or_else(worker_died),
-        })
-        .collect()
-}
-
-/// Adds a chunk to a file's hash; a hole hashes as zeros.
-fn hash_chunk(hasher: &mut blake3::Hasher, chunk: &Chunk) {
-    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
-    match chunk {
-        Chunk::Data(bytes) => {
-            hasher.update(bytes);
-        }
-        Chunk::Zeros(len) => {
-            let mut left = *len;
-            while left > 0 {
-                let n = left.min(ZEROS.len());
-                hasher.update(&ZEROS[..n]);
-                left -= n;
-            }
-        }
+    let chunk = opened.ok_or_else(worker_died)?;
+    if let Chunk::Zeros(len) = chunk {
+        zero_ids.insert(*id, len);
     }
+    Ok(chunk)
 }
 
 /// Flushes the target's file system every half second until `stop` closes, so the disk

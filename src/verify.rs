@@ -345,14 +345,7 @@ fn hash_read_beside(file: std::fs::File) -> std::io::Result<blake3::Hash> {
                     hasher.update(&bytes);
                     let _ = to_reader.send(bytes);
                 }
-                Block::Zeros(mut left) => {
-                    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
-                    while left > 0 {
-                        let n = left.min(ZEROS.len() as u64);
-                        hasher.update(&ZEROS[..n as usize]);
-                        left -= n;
-                    }
-                }
+                Block::Zeros(len) => hash_zeros(&mut hasher, len),
             }
         }
         reader
@@ -360,6 +353,17 @@ fn hash_read_beside(file: std::fs::File) -> std::io::Result<blake3::Hash> {
             .map_err(|_| std::io::Error::other("the reading thread stopped"))??;
         Ok(hasher.finalize())
     })
+}
+
+/// Adds `len` zero bytes to `hasher` (a hole of a sparse file).
+pub(crate) fn hash_zeros(hasher: &mut blake3::Hasher, len: u64) {
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(ZEROS.len() as u64);
+        hasher.update(&ZEROS[..n as usize]);
+        left -= n;
+    }
 }
 
 /// The next stretch of data in `file` from `at` on: where it starts and where the hole after

@@ -499,8 +499,8 @@ impl Store {
         self.remote
     }
 
-    /// Background writes worth having in flight at once: a local write to the page cache
-    /// finishes long before the next pack is full, a network upload may not.
+    /// Background writes worth having in flight at once: a streamed local pack is all but
+    /// written when it is full, a network upload may not be done before the next is.
     pub fn useful_background_puts(&self) -> usize {
         if self.is_remote() { 2 } else { 1 }
     }

@@ -108,6 +108,7 @@ pub fn drill(
                 &Selection {
                     only: only.as_ref(),
                     skip: &skip,
+                    read_back: &out.read_back,
                 },
             )?;
             checked = counts;

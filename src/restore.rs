@@ -1,8 +1,9 @@
 //! Restore: recreate a snapshot's tree on disk, verifying everything on the way.
 //!
 //! Every chunk is checked against its keyed id when it is opened, and every file against its
-//! whole-file BLAKE3 once written. Chunks of zeros are skipped with a seek, so sparse files stay
-//! sparse. Hardlinks are recreated from the recorded (device, inode) pairs. Directory metadata
+//! whole-file BLAKE3 once written (or, for `restore --verify`, read back: a large file while it
+//! is written, by a thread that follows the writes). Chunks of zeros are not written, so
+//! sparse files stay sparse. Hardlinks are recreated from the recorded (device, inode) pairs. Directory metadata
 //! is applied after the directory's content, so its mtime survives. A file that fails
 //! verification is reported and the restore goes on with the others: the caller gets every
 //! failure, never a silent partial result.
@@ -18,8 +19,8 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
@@ -74,6 +75,11 @@ pub struct RestoreOutcome {
     pub errors: Vec<RestoreFailure>,
     /// Metadata that could not be applied, entries that could not be created.
     pub warnings: Vec<String>,
+    /// With [`RestoreOptions::read_back`]: the large files (by snapshot path) that were read
+    /// back from the file system while they were written, and the BLAKE3 read. The caller's
+    /// read-back takes these instead of reading the files again (see [`crate::verify`]).
+    #[serde(skip)]
+    pub read_back: HashMap<Vec<u8>, ObjectId>,
 }
 
 /// Restores the tree `root` into `opts.target`.
@@ -178,6 +184,7 @@ impl Written {
         self.out.bytes += other.out.bytes;
         self.out.errors.extend(other.out.errors);
         self.out.warnings.extend(other.out.warnings);
+        self.out.read_back.extend(other.out.read_back);
         self.failed_links.extend(other.failed_links);
         if self.fatal.is_none() {
             self.fatal = other.fatal;
@@ -239,9 +246,12 @@ impl FileWriter<'_> {
 
     /// Writes one file's content and metadata, recording the outcome in `done`.
     fn write_file(&self, job: FileJob, done: &mut Written) {
-        let mut file = job.file;
-        match self.write_content(&job.node, &mut file, &job.path) {
-            Ok(()) => {
+        let file = job.file;
+        match self.write_content(&job.node, &file, &job.path) {
+            Ok(read_back) => {
+                if let Some(hash) = read_back {
+                    done.out.read_back.insert(job.snap_path, hash);
+                }
                 let warnings =
                     fsmeta::apply_file_metadata(&file, &job.path, &job.node, self.as_root);
                 done.out.files += 1;
@@ -263,27 +273,39 @@ impl FileWriter<'_> {
 
     /// Writes a node's content into `file`, verifying every chunk, and the whole file unless
     /// it is read back later. The file is new and empty: only a hole at its end needs `set_len`.
-    fn write_content(&self, node: &Node, file: &mut File, path: &Path) -> Result<()> {
+    /// Returns the BLAKE3 read back from a large file while it was written, if it was.
+    fn write_content(&self, node: &Node, file: &File, path: &Path) -> Result<Option<ObjectId>> {
         let mut written = 0u64;
         let mut ends_in_hole = false;
         let io = |e| local_write_error(path, e);
+        // Written at explicit offsets: a large file's read-back follower seeks on the same
+        // open file (to find holes), so the file position means nothing here.
         let write = |chunk: Chunk| {
             let len = match &chunk {
                 Chunk::Data(bytes) => {
-                    file.write_all(bytes).map_err(io)?;
+                    file.write_all_at(bytes, written).map_err(io)?;
                     bytes.len()
                 }
-                Chunk::Zeros(len) => {
-                    file.seek(SeekFrom::Current(*len as i64)).map_err(io)?;
-                    *len
-                }
+                Chunk::Zeros(len) => *len,
             };
             ends_in_hole = matches!(chunk, Chunk::Zeros(_));
             written += len as u64;
             Ok(())
         };
+        let mut read_back = None;
         let hash = if node.size >= SPLIT_WRITE_MIN {
-            read_beside(self.repo, &node.content, self.hash_files, write)?
+            let whole = if self.hash_files {
+                WholeFile::Hash
+            } else {
+                WholeFile::ReadBack(file)
+            };
+            let hash = read_beside(self.repo, &node.content, whole, write)?;
+            if self.hash_files {
+                hash
+            } else {
+                read_back = hash;
+                None
+            }
         } else {
             let mut hasher = self.hash_files.then(blake3::Hasher::new);
             let mut write = write;
@@ -294,12 +316,11 @@ impl FileWriter<'_> {
                     }
                     write(Chunk::new(plain))
                 })?;
-            hasher.map(|h| h.finalize())
+            hasher.map(|h| ObjectId(*h.finalize().as_bytes()))
         };
         if ends_in_hole {
             file.set_len(written).map_err(io)?;
         }
-        let hash = hash.map(|h| ObjectId(*h.as_bytes()));
         if written != node.size || hash.is_some_and(|h| Some(h) != node.blake3) {
             return Err(Error::corrupt(format!(
                 "restored content does not match the snapshot (size {written} vs {}, BLAKE3 {} vs {})",
@@ -308,7 +329,7 @@ impl FileWriter<'_> {
                 node.blake3.map(|h| h.short()).unwrap_or_default()
             )));
         }
-        Ok(())
+        Ok(read_back)
     }
 }
 
@@ -348,17 +369,26 @@ fn is_zero(bytes: &[u8]) -> bool {
     blocks.all(|b| b == [0u8; 64]) && blocks.remainder().iter().all(|&b| b == 0)
 }
 
+/// How the whole BLAKE3 of a large file is taken.
+enum WholeFile<'f> {
+    /// From its chunks, in order, as they are written.
+    Hash,
+    /// Read back from this file (the one written) by a thread that follows the writes, for
+    /// the read-back ([`RestoreOptions::read_back`]); `None` if that read failed, which the
+    /// read-back will then meet again and report.
+    ReadBack(&'f File),
+}
+
 /// Opens the chunks `ids` of a large file on [`OPENERS`] threads and hands them to `write`
 /// on this one, in order: opening (the costly part) runs on every core. Returns the file's
-/// BLAKE3 if `hash`, computed here in order. A chunk an opener found to be all zeros is not
-/// read again when the file repeats it (disk images repeat one such chunk over every empty
-/// region).
+/// BLAKE3 as `whole` says. A chunk an opener found to be all zeros is not read again when the
+/// file repeats it (disk images repeat one such chunk over every empty region).
 fn read_beside(
     repo: &Repository,
     ids: &[BlobId],
-    hash: bool,
+    whole: WholeFile,
     mut write: impl FnMut(Chunk) -> Result<()>,
-) -> Result<Option<blake3::Hash>> {
+) -> Result<Option<ObjectId>> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
     let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
     let (to_writer, opened) = sync_channel::<(usize, Chunk)>(1);
@@ -376,47 +406,79 @@ fn read_beside(
         }
         Ok::<_, Error>(())
     };
+    let spawn = |name: &str| std::thread::Builder::new().name(name.into());
+    let spawn_failed = |e| Error::io("starting a restore thread", e);
     std::thread::scope(|scope| {
         let openers = (0..OPENERS)
             .map(|_| {
                 let to_writer = to_writer.clone();
-                std::thread::Builder::new()
-                    .name("coffer-open".into())
+                spawn("coffer-open")
                     .spawn_scoped(scope, move || open(to_writer))
-                    .map_err(|e| Error::io("starting a restore thread", e))
+                    .map_err(spawn_failed)
             })
             .collect::<Result<Vec<_>>>()?;
         drop(to_writer);
-        let mut hasher = hash.then(blake3::Hasher::new);
+        // The follower learns how far the file is written after every chunk.
+        let (written_to, follow) = std::sync::mpsc::channel::<u64>();
+        let follower = match whole {
+            WholeFile::ReadBack(file) => Some(
+                spawn("coffer-readback")
+                    .spawn_scoped(scope, move || {
+                        let mut follower = crate::verify::Follower::new(file);
+                        for end in follow {
+                            follower.read_to(end)?;
+                        }
+                        Ok::<_, std::io::Error>(follower.finish())
+                    })
+                    .map_err(spawn_failed)?,
+            ),
+            WholeFile::Hash => None,
+        };
+        let mut hasher = matches!(whole, WholeFile::Hash).then(blake3::Hasher::new);
         let mut waiting = HashMap::new();
-        let mut due = 0;
+        let (mut due, mut end) = (0, 0u64);
         let wrote = opened.iter().try_for_each(|(k, chunk)| {
             waiting.insert(k, chunk);
             while let Some(chunk) = waiting.remove(&due) {
-                if let Some(h) = &mut hasher {
-                    match &chunk {
-                        Chunk::Data(bytes) => {
+                let len = match &chunk {
+                    Chunk::Data(bytes) => {
+                        if let Some(h) = &mut hasher {
                             h.update(bytes);
                         }
-                        Chunk::Zeros(len) => crate::verify::hash_zeros(h, *len as u64),
+                        bytes.len() as u64
                     }
-                }
+                    Chunk::Zeros(len) => {
+                        if let Some(h) = &mut hasher {
+                            crate::verify::hash_zeros(h, *len as u64);
+                        }
+                        *len as u64
+                    }
+                };
                 write(chunk)?;
+                end += len;
+                // The follower stops only on a read error: the read-back then reads again.
+                let _ = written_to.send(end);
                 due += 1;
             }
             Ok(())
         });
         drop(opened);
+        drop(written_to);
         let mut read = Ok(());
         for opener in openers {
             read = read.and(opener.join().map_err(|_| worker_died())?);
         }
+        let read_back = match follower {
+            Some(f) => f.join().map_err(|_| worker_died())?.ok(),
+            None => None,
+        };
         // A write error stops the openers too: report the write error, not theirs.
         wrote.and(read)?;
         if due != ids.len() {
             return Err(worker_died());
         }
-        Ok(hasher.map(|h| h.finalize()))
+        let hash = hasher.map(|h| ObjectId(*h.finalize().as_bytes()));
+        Ok(hash.or(read_back))
     })
 }
 
@@ -551,6 +613,7 @@ impl Restorer<'_> {
         self.out.bytes += w.bytes;
         self.out.errors.extend(w.errors);
         self.out.warnings.extend(w.warnings);
+        self.out.read_back = w.read_back;
         for (path, node) in std::mem::take(&mut self.dir_metadata) {
             self.warn_all(fsmeta::apply_metadata(&path, &node, self.as_root));
         }
@@ -662,7 +725,11 @@ fn local_write_error(path: &Path, e: std::io::Error) -> Error {
 /// Creates a new, empty file at `path`, replacing whatever is there. Into an empty target
 /// this costs one `open`; only an existing entry is looked at.
 fn create_file(path: &Path) -> Result<File> {
-    let create = || File::options().write(true).create_new(true).open(path);
+    // Readable too: a large file is read back through this descriptor while it is written.
+    let create = || {
+        let mut options = File::options();
+        options.read(true).write(true).create_new(true).open(path)
+    };
     match create() {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             remove_existing(path)?;

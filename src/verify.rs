@@ -4,9 +4,10 @@
 //! restoring, it re-reads every restored file and compares it with the snapshot: type, size,
 //! whole-file BLAKE3, permission bits, mtime, symlink target, device numbers, extended
 //! attributes, owner (when running as root) and hardlink structure. Every difference becomes a
-//! [`Failure`] naming the path, what was expected and what was found.
+//! [`Failure`] naming the path, what was expected and what was found. A large file is read
+//! back while the restore writes it, by a [`Follower`], and is not read a second time.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
@@ -18,7 +19,7 @@ use std::thread::ScopedJoinHandle;
 
 use crate::error::Result;
 use crate::fsmeta::{self, kind_of};
-use crate::id::BlobId;
+use crate::id::{BlobId, ObjectId};
 use crate::repo::Repository;
 use crate::tree::{Node, NodeKind};
 
@@ -54,6 +55,9 @@ pub struct Selection<'a> {
     pub only: Option<&'a HashSet<Vec<u8>>>,
     /// Paths already reported as failed by the restore itself.
     pub skip: &'a HashSet<String>,
+    /// Files the restore already read back while writing them, with the BLAKE3 it read
+    /// ([`crate::restore::RestoreOutcome::read_back`]): compared without reading them again.
+    pub read_back: &'a HashMap<Vec<u8>, ObjectId>,
 }
 
 /// Compares the restored copy under `target` with the snapshot tree `root`.
@@ -67,6 +71,7 @@ pub fn verify_restored(
     let mut counts = Verified::default();
     let mut failures = Vec::new();
     let mut links: BTreeMap<(u64, u64), Vec<(String, PathBuf)>> = BTreeMap::new();
+    let mut read_back_failures = Vec::new();
     // Files are hashed on one thread per core while the walk goes on, handed over in batches
     // (one wake-up per batch, not per file).
     let (to_hashers, contents) = std::sync::mpsc::sync_channel::<Vec<Content>>(64);
@@ -111,8 +116,15 @@ pub fn verify_restored(
             match node.kind {
                 NodeKind::File => {
                     let expected = node.blake3.map(|h| h.to_hex()).unwrap_or_default();
-                    batch.push((counts.files, shown.clone(), path.clone(), expected));
-                    batch_bytes += meta.size();
+                    if let Some(found) = sel.read_back.get(snap_path) {
+                        if Some(*found) != node.blake3 {
+                            let failure = content_failure(shown.clone(), expected, found.to_hex());
+                            read_back_failures.push((counts.files, failure));
+                        }
+                    } else {
+                        batch.push((counts.files, shown.clone(), path.clone(), expected));
+                        batch_bytes += meta.size();
+                    }
                     if batch.len() == BATCH_FILES || batch_bytes >= BATCH_BYTES {
                         batch_bytes = 0;
                         // Fails only if every hasher stopped, which the join below reports.
@@ -178,7 +190,10 @@ pub fn verify_restored(
             }
         }
     }
-    failures.extend(content_failures);
+    let mut content_failures = content_failures;
+    content_failures.extend(read_back_failures);
+    content_failures.sort_by_key(|(i, _)| *i);
+    failures.extend(content_failures.into_iter().map(|(_, f)| f));
     Ok((counts, failures))
 }
 
@@ -205,21 +220,23 @@ fn compare_contents(queue: &Mutex<Receiver<Vec<Content>>>) -> Vec<(u64, Failure)
                 Ok(found) => found,
                 Err(e) => format!("unreadable: {e}"),
             };
-            failures.push((
-                i,
-                Failure {
-                    path: shown,
-                    check: "blake3".into(),
-                    expected,
-                    found,
-                },
-            ));
+            failures.push((i, content_failure(shown, expected, found)));
         }
     }
 }
 
-/// The hashers' failures in walk order, whichever thread found them.
-fn joined(hashers: Vec<ScopedJoinHandle<'_, Vec<(u64, Failure)>>>) -> Vec<Failure> {
+/// A file whose content differs from the snapshot's.
+fn content_failure(path: String, expected: String, found: String) -> Failure {
+    Failure {
+        path,
+        check: "blake3".into(),
+        expected,
+        found,
+    }
+}
+
+/// The hashers' failures with their places in walk order, whichever thread found them.
+fn joined(hashers: Vec<ScopedJoinHandle<'_, Vec<(u64, Failure)>>>) -> Vec<(u64, Failure)> {
     let mut all = Vec::new();
     for hasher in hashers {
         match hasher.join() {
@@ -235,8 +252,7 @@ fn joined(hashers: Vec<ScopedJoinHandle<'_, Vec<(u64, Failure)>>>) -> Vec<Failur
             )),
         }
     }
-    all.sort_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, f)| f).collect()
+    all
 }
 
 fn compare_metadata(
@@ -355,6 +371,61 @@ fn hash_read_beside(file: std::fs::File) -> std::io::Result<blake3::Hash> {
     })
 }
 
+/// Reads a file back from the file system while it is being written, and hashes it: the
+/// writer tells it how far the file is written, and it reads up to there. Holes (found with
+/// `SEEK_DATA`, as everywhere in the read-back) are hashed as zeros without reading them.
+pub(crate) struct Follower<'f> {
+    file: &'f std::fs::File,
+    at: u64,
+    hasher: blake3::Hasher,
+    block: Vec<u8>,
+}
+
+impl<'f> Follower<'f> {
+    /// Starts at the beginning of `file`.
+    pub(crate) fn new(file: &'f std::fs::File) -> Self {
+        Follower {
+            file,
+            at: 0,
+            hasher: blake3::Hasher::new(),
+            block: vec![0; READ_BLOCK],
+        }
+    }
+
+    /// Reads and hashes the file up to `end` (the file is written that far; beyond its
+    /// current end lies a hole the writer extends it over).
+    pub(crate) fn read_to(&mut self, end: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        while self.at < end {
+            let (data, hole) = next_data(self.file, self.at, end)?;
+            hash_zeros(&mut self.hasher, data - self.at);
+            self.at = data;
+            while self.at < hole {
+                let want = READ_BLOCK.min((hole - self.at) as usize);
+                let n = match self.file.read_at(&mut self.block[..want], self.at) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    read => read?,
+                };
+                if n == 0 {
+                    let message = format!("the file ends at {} of {end} bytes written", self.at);
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        message,
+                    ));
+                }
+                self.hasher.update(&self.block[..n]);
+                self.at += n as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// The BLAKE3 of everything read.
+    pub(crate) fn finish(self) -> ObjectId {
+        ObjectId(*self.hasher.finalize().as_bytes())
+    }
+}
+
 /// Adds `len` zero bytes to `hasher` (a hole of a sparse file).
 pub(crate) fn hash_zeros(hasher: &mut blake3::Hasher, len: u64) {
     static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
@@ -454,5 +525,48 @@ mod tests {
             hash_file(&empty).unwrap(),
             blake3::hash(&vec![0u8; total]).to_hex().to_string()
         );
+    }
+
+    #[test]
+    fn a_follower_reads_back_a_file_as_it_is_written() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        let mut follower = Follower::new(&file);
+        let mut expected = Vec::new();
+        let mut state = 3u64;
+        // Data, a hole, data in pieces of uneven length, then a hole past the end that the
+        // writer only makes by extending the file after the follower read it.
+        for (len, zeros) in [(READ_BLOCK + 5, false), (3 * READ_BLOCK, true), (77, false)]
+            .into_iter()
+            .chain([(2 * READ_BLOCK + 1, false), (READ_BLOCK, true)])
+        {
+            let at = expected.len() as u64;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    if zeros { 0 } else { (state >> 33) as u8 }
+                })
+                .collect();
+            if !zeros {
+                file.write_all_at(&bytes, at).unwrap();
+            }
+            expected.extend_from_slice(&bytes);
+            follower.read_to(expected.len() as u64).unwrap();
+        }
+        file.set_len(expected.len() as u64).unwrap();
+        assert_eq!(follower.finish(), ObjectId::of(&expected));
+        // What it hashes is what the file holds.
+        expected[3] ^= 0xff;
+        file.write_all_at(&expected[3..4], 3).unwrap();
+        let mut follower = Follower::new(&file);
+        follower.read_to(expected.len() as u64).unwrap();
+        assert_eq!(follower.finish(), ObjectId::of(&expected));
     }
 }

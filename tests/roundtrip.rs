@@ -11,7 +11,7 @@ use coffer::backup::{BackupOptions, NoProgress, ParentChoice, StdinSource, backu
 use coffer::check::{CheckOptions, check};
 use coffer::chunker::ChunkerParams;
 use coffer::crypto::Cipher;
-use coffer::id::BlobId;
+use coffer::id::{BlobId, ObjectId};
 use coffer::keyslot::Passphrase;
 use coffer::repo::{InitOptions, Repository};
 use coffer::restore::{RestoreOptions, restore, restore_then};
@@ -347,6 +347,7 @@ fn large_files_restore_on_two_threads_and_damage_is_still_attributed() {
             let selection = Selection {
                 only: None,
                 skip: &skip,
+                read_back: &out.read_back,
             };
             Ok(verify_restored(&repo, &snap.snapshot.tree, &target, &selection)?.1)
         },
@@ -358,6 +359,25 @@ fn large_files_restore_on_two_threads_and_damage_is_still_attributed() {
         res.errors
     );
     assert!(std::fs::read(restored_path(&target, &src).join("sparse")).unwrap() == sparse);
+    // Both files were read back from disk while they were written, holes included.
+    let snap_path = |name: &str| format!("{}/{name}", src.display()).into_bytes();
+    for (name, bytes) in [("big", &big), ("sparse", &sparse)] {
+        let read = res.read_back.get(&snap_path(name)).copied();
+        assert_eq!(read, Some(ObjectId::of(bytes)), "{name}");
+    }
+    // The verification compares what was read back: a wrong one is a content failure.
+    let mut wrong = res.read_back.clone();
+    wrong.insert(snap_path("big"), ObjectId::of(b"something else"));
+    let skip = Default::default();
+    let selection = Selection {
+        only: None,
+        skip: &skip,
+        read_back: &wrong,
+    };
+    let (_, failures) = verify_restored(&repo, &snap.snapshot.tree, &target, &selection).unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].check, "blake3");
+    assert!(failures[0].path.ends_with("/big"), "{failures:?}");
 
     // Damage a chunk in the middle of `big`: restore names it and restores `sparse`.
     let content = node_at(&repo, &snap.snapshot.tree, "/big").content;

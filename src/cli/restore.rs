@@ -50,6 +50,7 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
         let selection = Selection {
             only: None,
             skip: &skip,
+            read_back: &out.read_back,
         };
         Ok(verify_restored(&repo, &snap.tree, &args.target, &selection)?.1)
     })?;

@@ -60,12 +60,21 @@ pub struct Sealer<'k> {
 impl<'k> Sealer<'k> {
     /// A sealer at zstd `level`; 0 turns compression off.
     pub fn new(keys: &'k Keys, level: i32) -> Result<Self> {
+        let invalid = |e| Error::invalid(format!("zstd level {level}: {e}"));
         let compressor = match level {
             0 => None,
-            _ => Some(
-                zstd::bulk::Compressor::new(level)
-                    .map_err(|e| Error::invalid(format!("zstd level {level}: {e}")))?,
-            ),
+            _ => {
+                let mut c = zstd::bulk::Compressor::new(level).map_err(invalid)?;
+                if level < 2 {
+                    // zstd's fastest levels hash 2^13 positions of a chunk-sized input; 2^15
+                    // finds more matches: the benchmark's disk image and mixed tree stored
+                    // 1.3% and 0.5% smaller, with no measurable loss of speed. Small inputs
+                    // are unaffected: zstd shrinks the table to the input.
+                    c.set_parameter(zstd::zstd_safe::CParameter::HashLog(15))
+                        .map_err(invalid)?;
+                }
+                Some(c)
+            }
         };
         Ok(Sealer {
             keys,

@@ -278,8 +278,7 @@ impl FileWriter<'_> {
         let mut written = 0u64;
         let mut ends_in_hole = false;
         let io = |e| local_write_error(path, e);
-        // Written at explicit offsets: a large file's read-back follower seeks on the same
-        // open file (to find holes), so the file position means nothing here.
+        // Written at explicit offsets, leaving zeros as holes.
         let write = |chunk: Chunk| {
             let len = match &chunk {
                 Chunk::Data(bytes) => {
@@ -418,15 +417,19 @@ fn read_beside(
             })
             .collect::<Result<Vec<_>>>()?;
         drop(to_writer);
-        // The follower learns how far the file is written after every chunk.
-        let (written_to, follow) = std::sync::mpsc::channel::<u64>();
+        // The follower learns of every chunk written: where it ends, and whether it is a hole.
+        let (written_to, follow) = std::sync::mpsc::channel::<(u64, bool)>();
         let follower = match whole {
             WholeFile::ReadBack(file) => Some(
                 spawn("coffer-readback")
                     .spawn_scoped(scope, move || {
                         let mut follower = crate::verify::Follower::new(file);
-                        for end in follow {
-                            follower.read_to(end)?;
+                        for (end, hole) in follow {
+                            if hole {
+                                follower.hole_to(end);
+                            } else {
+                                follower.read_to(end)?;
+                            }
                         }
                         Ok::<_, std::io::Error>(follower.finish())
                     })
@@ -440,24 +443,24 @@ fn read_beside(
         let wrote = opened.iter().try_for_each(|(k, chunk)| {
             waiting.insert(k, chunk);
             while let Some(chunk) = waiting.remove(&due) {
-                let len = match &chunk {
+                let (len, hole) = match &chunk {
                     Chunk::Data(bytes) => {
                         if let Some(h) = &mut hasher {
                             h.update(bytes);
                         }
-                        bytes.len() as u64
+                        (bytes.len() as u64, false)
                     }
                     Chunk::Zeros(len) => {
                         if let Some(h) = &mut hasher {
                             crate::verify::hash_zeros(h, *len as u64);
                         }
-                        *len as u64
+                        (*len as u64, true)
                     }
                 };
                 write(chunk)?;
                 end += len;
                 // The follower stops only on a read error: the read-back then reads again.
-                let _ = written_to.send(end);
+                let _ = written_to.send((end, hole));
                 due += 1;
             }
             Ok(())

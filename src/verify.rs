@@ -372,8 +372,9 @@ fn hash_read_beside(file: std::fs::File) -> std::io::Result<blake3::Hash> {
 }
 
 /// Reads a file back from the file system while it is being written, and hashes it: the
-/// writer tells it how far the file is written, and it reads up to there. Holes (found with
-/// `SEEK_DATA`, as everywhere in the read-back) are hashed as zeros without reading them.
+/// writer tells it each stretch it wrote, and it reads that stretch (with `pread`, which does
+/// not wait for the writer's lock on the file). Stretches the writer left as holes are hashed
+/// as zeros without reading them, as the read-back does with the holes it finds.
 pub(crate) struct Follower<'f> {
     file: &'f std::fs::File,
     at: u64,
@@ -392,32 +393,32 @@ impl<'f> Follower<'f> {
         }
     }
 
-    /// Reads and hashes the file up to `end` (the file is written that far; beyond its
-    /// current end lies a hole the writer extends it over).
+    /// Reads and hashes the file up to `end`, which the writer wrote.
     pub(crate) fn read_to(&mut self, end: u64) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         while self.at < end {
-            let (data, hole) = next_data(self.file, self.at, end)?;
-            hash_zeros(&mut self.hasher, data - self.at);
-            self.at = data;
-            while self.at < hole {
-                let want = READ_BLOCK.min((hole - self.at) as usize);
-                let n = match self.file.read_at(&mut self.block[..want], self.at) {
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    read => read?,
-                };
-                if n == 0 {
-                    let message = format!("the file ends at {} of {end} bytes written", self.at);
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        message,
-                    ));
-                }
-                self.hasher.update(&self.block[..n]);
-                self.at += n as u64;
+            let want = READ_BLOCK.min((end - self.at) as usize);
+            let n = match self.file.read_at(&mut self.block[..want], self.at) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                read => read?,
+            };
+            if n == 0 {
+                let message = format!("the file ends at {} of {end} bytes written", self.at);
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    message,
+                ));
             }
+            self.hasher.update(&self.block[..n]);
+            self.at += n as u64;
         }
         Ok(())
+    }
+
+    /// Hashes zeros up to `end`: the writer left a hole there.
+    pub(crate) fn hole_to(&mut self, end: u64) {
+        hash_zeros(&mut self.hasher, end.saturating_sub(self.at));
+        self.at = self.at.max(end);
     }
 
     /// The BLAKE3 of everything read.
@@ -542,7 +543,7 @@ mod tests {
         let mut expected = Vec::new();
         let mut state = 3u64;
         // Data, a hole, data in pieces of uneven length, then a hole past the end that the
-        // writer only makes by extending the file after the follower read it.
+        // writer only makes by extending the file after the follower hashed it.
         for (len, zeros) in [(READ_BLOCK + 5, false), (3 * READ_BLOCK, true), (77, false)]
             .into_iter()
             .chain([(2 * READ_BLOCK + 1, false), (READ_BLOCK, true)])
@@ -554,11 +555,13 @@ mod tests {
                     if zeros { 0 } else { (state >> 33) as u8 }
                 })
                 .collect();
-            if !zeros {
-                file.write_all_at(&bytes, at).unwrap();
-            }
             expected.extend_from_slice(&bytes);
-            follower.read_to(expected.len() as u64).unwrap();
+            if zeros {
+                follower.hole_to(expected.len() as u64);
+            } else {
+                file.write_all_at(&bytes, at).unwrap();
+                follower.read_to(expected.len() as u64).unwrap();
+            }
         }
         file.set_len(expected.len() as u64).unwrap();
         assert_eq!(follower.finish(), ObjectId::of(&expected));
@@ -568,5 +571,9 @@ mod tests {
         let mut follower = Follower::new(&file);
         follower.read_to(expected.len() as u64).unwrap();
         assert_eq!(follower.finish(), ObjectId::of(&expected));
+        // A file shorter than the writer said fails the read instead of hashing what is not
+        // there.
+        let mut follower = Follower::new(&file);
+        assert!(follower.read_to(expected.len() as u64 + 1).is_err());
     }
 }

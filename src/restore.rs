@@ -3,8 +3,8 @@
 //! Every chunk is checked against its keyed id when it is opened, and every file against its
 //! whole-file BLAKE3 once written (or, for `restore --verify`, read back: a large file while it
 //! is written, by a thread that follows the writes). Chunks of zeros are not written, so
-//! sparse files stay sparse. Hardlinks are recreated from the recorded (device, inode) pairs. Directory metadata
-//! is applied after the directory's content, so its mtime survives. A file that fails
+//! sparse files stay sparse. Hardlinks are recreated from the recorded (device, inode) pairs.
+//! Directory metadata is applied after the directory's content, so its mtime survives. A file that fails
 //! verification is reported and the restore goes on with the others: the caller gets every
 //! failure, never a silent partial result.
 //!
@@ -292,19 +292,12 @@ impl FileWriter<'_> {
             Ok(())
         };
         let mut read_back = None;
-        let hash = if node.size >= SPLIT_WRITE_MIN {
-            let whole = if self.hash_files {
-                WholeFile::Hash
-            } else {
-                WholeFile::ReadBack(file)
-            };
-            let hash = read_beside(self.repo, &node.content, whole, write)?;
-            if self.hash_files {
-                hash
-            } else {
-                read_back = hash;
-                None
-            }
+        let hash = if node.size >= SPLIT_WRITE_MIN && self.hash_files {
+            read_beside(self.repo, &node.content, WholeFile::Hash, write)?
+        } else if node.size >= SPLIT_WRITE_MIN {
+            let whole = WholeFile::ReadBack(file);
+            read_back = read_beside(self.repo, &node.content, whole, write)?;
+            None
         } else {
             let mut hasher = self.hash_files.then(blake3::Hasher::new);
             let mut write = write;

@@ -342,7 +342,7 @@ const OPENERS: usize = 2;
 /// A chunk of a file, opened and verified.
 enum Chunk {
     Data(Vec<u8>),
-    /// This many zero bytes: a hole, written with a seek.
+    /// This many zero bytes: a hole, left unwritten.
     Zeros(usize),
 }
 
@@ -401,6 +401,9 @@ fn read_beside(
     let spawn = |name: &str| std::thread::Builder::new().name(name.into());
     let spawn_failed = |e| Error::io("starting a restore thread", e);
     std::thread::scope(|scope| {
+        // Owned here, so that an early return (a thread that cannot be started) drops it
+        // before the scope waits for the openers: their sends then fail instead of blocking.
+        let opened = opened;
         let openers = (0..OPENERS)
             .map(|_| {
                 let to_writer = to_writer.clone();

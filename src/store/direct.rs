@@ -174,6 +174,9 @@ pub(crate) fn remove_abandoned(dir: &Path, idle: std::time::Duration) -> io::Res
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
         other => other?,
     };
+    // A concurrent backup publishes and removes its own staging files, and may clean up
+    // beside this one: a file that is gone by the time it is looked at is not an error.
+    let gone = |e: &io::Error| e.kind() == ErrorKind::NotFound;
     let mut removed = 0;
     for entry in entries {
         let entry = entry?;
@@ -182,10 +185,21 @@ pub(crate) fn remove_abandoned(dir: &Path, idle: std::time::Duration) -> io::Res
             .to_str()
             .and_then(|n| n.strip_prefix("stream#"))
             .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
-        let modified = entry.metadata()?.modified()?;
-        if staging && modified.elapsed().is_ok_and(|age| age >= idle) {
-            std::fs::remove_file(entry.path())?;
-            removed += 1;
+        if !staging {
+            continue;
+        }
+        let modified = match entry.metadata().and_then(|m| m.modified()) {
+            Err(e) if gone(&e) => continue,
+            other => other?,
+        };
+        if modified.elapsed().is_ok_and(|age| age >= idle) {
+            match std::fs::remove_file(entry.path()) {
+                Err(e) if gone(&e) => {}
+                other => {
+                    other?;
+                    removed += 1;
+                }
+            }
         }
     }
     Ok(removed)

@@ -5,6 +5,8 @@
 //! copied to another place in a pack, or presented under another id, fails to open. After
 //! opening, [`open_blob`] recomputes the keyed id of the plaintext and compares it.
 
+use bytes::{Bytes, BytesMut};
+
 use crate::crypto::{Keys, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
 use crate::id::BlobId;
@@ -168,16 +170,24 @@ fn decompress(body: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// Opens a sealed blob, decompresses it and checks that its keyed id is `id`.
-pub fn open_blob(keys: &Keys, kind: BlobType, id: &BlobId, sealed: &[u8]) -> Result<Vec<u8>> {
-    let mut payload = keys.open(&associated_data(kind, id), sealed)?;
-    let plain = match payload.split_first() {
-        // Drop the flag in place: no second allocation of up to a whole chunk on restore.
-        Some((&FLAG_RAW, _)) => {
-            payload.remove(0);
-            payload
-        }
-        Some((&FLAG_ZSTD, body)) => decompress(body)
-            .map_err(|e| Error::corrupt(format!("blob {}: bad zstd stream: {e}", id.short())))?,
+pub fn open_blob(keys: &Keys, kind: BlobType, id: &BlobId, sealed: &[u8]) -> Result<Bytes> {
+    open_blob_owned(keys, kind, id, BytesMut::from(sealed))
+}
+
+/// [`open_blob`] of a buffer it may decrypt in place: an uncompressed blob's plaintext is then
+/// returned where it lies, without a copy.
+pub fn open_blob_owned(
+    keys: &Keys,
+    kind: BlobType,
+    id: &BlobId,
+    mut sealed: BytesMut,
+) -> Result<Bytes> {
+    let at = keys.open_in_place(&associated_data(kind, id), &mut sealed)?;
+    let plain = match sealed[at.clone()].first() {
+        Some(&FLAG_RAW) => sealed.freeze().slice(at.start + 1..at.end),
+        Some(&FLAG_ZSTD) => decompress(&sealed[at.start + 1..at.end])
+            .map_err(|e| Error::corrupt(format!("blob {}: bad zstd stream: {e}", id.short())))?
+            .into(),
         _ => {
             return Err(Error::corrupt(format!(
                 "blob {}: unknown compression flag",
@@ -221,6 +231,14 @@ mod tests {
         let id = BlobId(k.blob_id(&plain));
         let sealed = seal_blob(&k, BlobType::Data, &id, &plain, 3).unwrap();
         assert_eq!(sealed.len(), plain.len() + 1 + crate::crypto::OVERHEAD);
+        // Opened from an owned buffer, the plaintext is returned where it was decrypted.
+        let owned = BytesMut::from(&sealed[..]);
+        let start = owned.as_ptr() as usize;
+        let opened = open_blob_owned(&k, BlobType::Data, &id, owned).unwrap();
+        assert_eq!(
+            (opened.as_ptr() as usize - start, &opened[..]),
+            (NONCE_LEN + 1, &plain[..])
+        );
     }
 
     #[test]
@@ -230,5 +248,9 @@ mod tests {
         let sealed = seal_blob(&k, BlobType::Data, &id, b"x", 3).unwrap();
         assert!(open_blob(&k, BlobType::Tree, &id, &sealed).is_err());
         assert!(open_blob(&k, BlobType::Data, &BlobId([0; 32]), &sealed).is_err());
+        // Authentic but without a flag byte: an error, not a read of the tag.
+        let empty = k.seal(&associated_data(BlobType::Data, &id), b"").unwrap();
+        let err = open_blob(&k, BlobType::Data, &id, &empty).unwrap_err();
+        assert!(err.to_string().contains("compression flag"), "{err}");
     }
 }

@@ -167,6 +167,11 @@ impl Keys {
     pub fn open(&self, ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
         open(self.cipher, &self.data, ad, sealed)
     }
+
+    /// [`Keys::open`] in place; see [`open_in_place`].
+    pub fn open_in_place(&self, ad: &[u8], sealed: &mut [u8]) -> Result<std::ops::Range<usize>> {
+        open_in_place(self.cipher, &self.data, ad, sealed)
+    }
 }
 
 /// Seals `plaintext`: returns `nonce ‖ ciphertext ‖ tag`. The nonce is drawn here, fresh.
@@ -196,18 +201,35 @@ pub fn seal_in_place(
 
 /// Opens `nonce ‖ ciphertext ‖ tag`; any change to it or to `ad` is an error.
 pub fn open(cipher: Cipher, key: &SecretKey, ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+    let mut buf = sealed.to_vec();
+    let plain = open_in_place(cipher, key, ad, &mut buf)?;
+    buf.truncate(plain.end);
+    buf.drain(..plain.start);
+    Ok(buf)
+}
+
+/// [`open`] without a copy: decrypts `sealed` where it lies and returns where in it the
+/// plaintext is (between the nonce and the tag).
+pub fn open_in_place(
+    cipher: Cipher,
+    key: &SecretKey,
+    ad: &[u8],
+    sealed: &mut [u8],
+) -> Result<std::ops::Range<usize>> {
     if sealed.len() < OVERHEAD {
         return Err(Error::corrupt(
             "sealed object is shorter than nonce and tag",
         ));
     }
-    let (nonce, rest) = sealed.split_at(NONCE_LEN);
-    let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
-    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| Error::corrupt("bad nonce"))?;
-    let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| Error::corrupt("bad tag"))?;
-    let mut plain = body.to_vec();
-    decrypt(cipher, key, &nonce, ad, &mut plain, &tag)?;
-    Ok(plain)
+    let end = sealed.len() - TAG_LEN;
+    let (head, tag) = sealed.split_at_mut(end);
+    let (nonce, body) = head.split_at_mut(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = (&*nonce)
+        .try_into()
+        .map_err(|_| Error::corrupt("bad nonce"))?;
+    let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| Error::corrupt("bad tag"))?;
+    decrypt(cipher, key, &nonce, ad, body, &tag)?;
+    Ok(NONCE_LEN..end)
 }
 
 /// Encrypts `buf` in place and returns the tag.

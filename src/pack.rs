@@ -244,7 +244,7 @@ mod tests {
         let sealed = &bytes[e.offset as usize..(e.offset + e.length) as usize];
         assert_eq!(
             open_blob(&k, BlobType::Data, &e.id, sealed).unwrap(),
-            b"two two"
+            &b"two two"[..]
         );
         for cut in [0, 3, bytes.len() - 1] {
             assert!(read_header(&k, &bytes[..cut]).is_err());

@@ -27,6 +27,10 @@ use crate::id::ObjectId;
 pub const WINDOW: u64 = 4 << 20;
 /// Bytes fetched by a read that jumps away from every recent one.
 const JUMP_WINDOW: u64 = 128 << 10;
+/// A local read at least this long is fetched as asked, not as a window: it fills most of
+/// a window anyway, the kernel reads ahead in local files, and the caller can then open its
+/// blobs where they lie instead of copying them out of a kept window.
+const LOCAL_DIRECT: u64 = 256 << 10;
 /// Windows kept.
 const WINDOWS: usize = 4;
 /// Recent fetches remembered to tell a continuing read from a jump.
@@ -34,14 +38,14 @@ const RECENT: usize = 16;
 
 /// Recently fetched windows of packs, shared by the threads of one process.
 ///
-/// With `share_fetches` (for remote stores), a thread that needs bytes of a window another
-/// thread is fetching waits for that window instead of asking the store for it again:
-/// restore workers start on neighbouring files at once, and without this each of them would
-/// download the same window. A local read is cheaper than the wait, so there each thread
-/// fetches for itself.
+/// For a `remote` store, a thread that needs bytes of a window another thread is fetching
+/// waits for that window instead of asking the store for it again: restore workers start on
+/// neighbouring files at once, and without this each of them would download the same window.
+/// A local read is cheaper than the wait, so there each thread fetches for itself, and reads
+/// of [`LOCAL_DIRECT`] bytes or more bypass the windows.
 #[derive(Default)]
 pub struct ReadAhead {
-    share_fetches: bool,
+    remote: bool,
     /// Part of a window that lies before the asked offset.
     behind: u64,
     state: Mutex<State>,
@@ -99,7 +103,7 @@ struct Fetching<'a> {
 
 impl Drop for Fetching<'_> {
     fn drop(&mut self) {
-        if !self.ahead.share_fetches {
+        if !self.ahead.remote {
             return;
         }
         if let Some(mut s) = self.ahead.lock() {
@@ -111,19 +115,19 @@ impl Drop for Fetching<'_> {
 
 impl ReadAhead {
     /// A read-ahead for blobs read in the order they were written; see the type's
-    /// documentation for `share_fetches`.
-    pub fn forward(share_fetches: bool) -> Self {
+    /// documentation for `remote`.
+    pub fn forward(remote: bool) -> Self {
         ReadAhead {
-            share_fetches,
+            remote,
             ..ReadAhead::default()
         }
     }
 
     /// A read-ahead whose windows reach half back and half forward from the asked offset,
     /// for trees.
-    pub fn around(share_fetches: bool) -> Self {
+    pub fn around(remote: bool) -> Self {
         ReadAhead {
-            share_fetches,
+            remote,
             behind: WINDOW / 2,
             ..ReadAhead::default()
         }
@@ -147,7 +151,7 @@ impl ReadAhead {
                 return Ok(hit);
             }
             match state {
-                Some(s) if self.share_fetches && s.being_fetched(pack, &range) => {
+                Some(s) if self.remote && s.being_fetched(pack, &range) => {
                     state = self.fetched.wait(s).ok();
                 }
                 _ => break,
@@ -169,7 +173,8 @@ impl ReadAhead {
             }
             s.recent.push_back(window);
         }
-        if len >= WINDOW || end <= range.end {
+        let direct = !self.remote && len >= LOCAL_DIRECT;
+        if len >= WINDOW || end <= range.end || direct {
             drop(state);
             return fetch(range);
         }
@@ -177,7 +182,7 @@ impl ReadAhead {
             ahead: self,
             window,
         };
-        if let Some(s) = state.as_mut().filter(|_| self.share_fetches) {
+        if let Some(s) = state.as_mut().filter(|_| self.remote) {
             s.fetching.push(fetching.window);
         }
         drop(state);
@@ -268,6 +273,16 @@ mod tests {
         assert_eq!(tail, data.slice(data.len() - 10..));
         assert!(ra.read(&ObjectId([2; 32]), size, 0..10, fetch).is_ok());
         assert_eq!(fetches(), 6);
+        // A large blob that continues a read: locally fetched as asked, from a remote store
+        // as a whole window.
+        let large = JUMP_WINDOW..JUMP_WINDOW + LOCAL_DIRECT;
+        for (remote, fetched) in [(false, large.end), (true, JUMP_WINDOW + WINDOW)] {
+            let ra = ReadAhead::forward(remote);
+            ra.read(&id, size, 0..100, fetch).unwrap();
+            let got = ra.read(&id, size, large.clone(), fetch).unwrap();
+            assert_eq!(got, data.slice(large.start as usize..large.end as usize));
+            assert_eq!(pack.asked().last(), Some(&(large.start..fetched)));
+        }
     }
 
     #[test]

@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
-use crate::blob::{BlobType, open_blob};
+use crate::blob::{BlobType, open_blob_owned};
 use crate::chunker::ChunkerParams;
 use crate::config::{self, Config};
 use crate::crypto::{Cipher, Keys, MasterKey, SecretKey};
@@ -271,7 +271,7 @@ impl Repository {
     }
 
     /// Reads, opens and verifies one blob.
-    pub fn read_blob(&self, kind: BlobType, id: &BlobId) -> Result<Vec<u8>> {
+    pub fn read_blob(&self, kind: BlobType, id: &BlobId) -> Result<Bytes> {
         let mut plain = None;
         self.read_blobs(kind, std::slice::from_ref(id), |blob| {
             plain = Some(blob);
@@ -287,7 +287,7 @@ impl Repository {
         &self,
         kind: BlobType,
         ids: &[BlobId],
-        mut each: impl FnMut(Vec<u8>) -> Result<()>,
+        mut each: impl FnMut(Bytes) -> Result<()>,
     ) -> Result<()> {
         let locate = |id: &BlobId| {
             self.index.get(id).ok_or_else(|| {
@@ -323,12 +323,20 @@ impl Repository {
             let bytes = read_ahead.read(&first.pack, first.pack_size, start..end, |r| {
                 self.store.get_range(&name, r)
             })?;
+            // Bytes fetched for this call alone are opened where they lie; bytes a window
+            // keeps for later reads are copied.
+            let mut bytes = bytes.try_into_mut();
             for (id, loc) in rest.iter().zip(&batch) {
-                let at = (u64::from(loc.offset) - start) as usize;
-                let sealed = bytes.get(at..at + loc.length as usize).ok_or_else(|| {
-                    Error::corrupt(format!("pack {} is truncated", loc.pack.short()))
-                })?;
-                let plain = open_blob(&self.keys, kind, id, sealed)
+                let len = loc.length as usize;
+                let sealed = match &mut bytes {
+                    Ok(owned) if owned.len() >= len => owned.split_to(len),
+                    Err(shared) if shared.len() >= len => BytesMut::from(&shared.split_to(len)[..]),
+                    _ => {
+                        let pack = loc.pack.short();
+                        return Err(Error::corrupt(format!("pack {pack} is truncated")));
+                    }
+                };
+                let plain = open_blob_owned(&self.keys, kind, id, sealed)
                     .map_err(|e| e.context(format!("pack {}", loc.pack.short())))?;
                 each(plain)?;
             }

@@ -26,6 +26,8 @@ use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use crate::blob::BlobType;
 use crate::error::{Error, ErrorKind, Result};
 use crate::filter::PathFilter;
@@ -341,13 +343,13 @@ const OPENERS: usize = 2;
 
 /// A chunk of a file, opened and verified.
 enum Chunk {
-    Data(Vec<u8>),
+    Data(Bytes),
     /// This many zero bytes: a hole, left unwritten.
     Zeros(usize),
 }
 
 impl Chunk {
-    fn new(plain: Vec<u8>) -> Chunk {
+    fn new(plain: Bytes) -> Chunk {
         if is_zero(&plain) {
             Chunk::Zeros(plain.len())
         } else {

@@ -224,7 +224,7 @@ mod tests {
         for blob in sealed {
             let plain = open_blob(&keys, blob.kind, &blob.id, &blob.sealed).unwrap();
             assert_eq!(plain.len(), blob.raw_len);
-            assert!(blobs.contains(&plain));
+            assert!(blobs.contains(&plain.to_vec()));
         }
     }
 }

@@ -180,21 +180,9 @@ pub fn open_blob_owned(
     keys: &Keys,
     kind: BlobType,
     id: &BlobId,
-    mut sealed: BytesMut,
+    sealed: BytesMut,
 ) -> Result<Bytes> {
-    let at = keys.open_in_place(&associated_data(kind, id), &mut sealed)?;
-    let plain = match sealed[at.clone()].first() {
-        Some(&FLAG_RAW) => sealed.freeze().slice(at.start + 1..at.end),
-        Some(&FLAG_ZSTD) => decompress(&sealed[at.start + 1..at.end])
-            .map_err(|e| Error::corrupt(format!("blob {}: bad zstd stream: {e}", id.short())))?
-            .into(),
-        _ => {
-            return Err(Error::corrupt(format!(
-                "blob {}: unknown compression flag",
-                id.short()
-            )));
-        }
-    };
+    let plain = unseal_blob(keys, kind, id, sealed)?;
     if keys.blob_id(&plain) != id.0 {
         return Err(Error::corrupt(format!(
             "blob {}: content does not match its id",
@@ -202,6 +190,28 @@ pub fn open_blob_owned(
         )));
     }
     Ok(plain)
+}
+
+/// Opens and decompresses a sealed blob without recomputing its keyed id, for a caller that
+/// checks the plaintext against another hash the key authenticates (a restored file's whole
+/// BLAKE3 from its tree). The AEAD still binds the blob to `id`.
+pub fn unseal_blob(
+    keys: &Keys,
+    kind: BlobType,
+    id: &BlobId,
+    mut sealed: BytesMut,
+) -> Result<Bytes> {
+    let at = keys.open_in_place(&associated_data(kind, id), &mut sealed)?;
+    match sealed[at.clone()].first() {
+        Some(&FLAG_RAW) => Ok(sealed.freeze().slice(at.start + 1..at.end)),
+        Some(&FLAG_ZSTD) => decompress(&sealed[at.start + 1..at.end])
+            .map(Bytes::from)
+            .map_err(|e| Error::corrupt(format!("blob {}: bad zstd stream: {e}", id.short()))),
+        _ => Err(Error::corrupt(format!(
+            "blob {}: unknown compression flag",
+            id.short()
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::blob::{BlobType, open_blob_owned};
+use crate::blob::{BlobType, open_blob_owned, unseal_blob};
 use crate::chunker::ChunkerParams;
 use crate::config::{self, Config};
 use crate::crypto::{Cipher, Keys, MasterKey, SecretKey};
@@ -287,6 +287,27 @@ impl Repository {
         &self,
         kind: BlobType,
         ids: &[BlobId],
+        each: impl FnMut(Bytes) -> Result<()>,
+    ) -> Result<()> {
+        self.read_opened(kind, ids, open_blob_owned, each)
+    }
+
+    /// [`Repository::read_blobs`] of a file's chunks `ids`, for a caller that compares the
+    /// whole content with the file's BLAKE3 (restore): each chunk is authenticated and bound
+    /// to its id by the AEAD, but its keyed id is not computed again (see [`unseal_blob`]).
+    pub fn read_file_chunks(
+        &self,
+        ids: &[BlobId],
+        each: impl FnMut(Bytes) -> Result<()>,
+    ) -> Result<()> {
+        self.read_opened(BlobType::Data, ids, unseal_blob, each)
+    }
+
+    fn read_opened(
+        &self,
+        kind: BlobType,
+        ids: &[BlobId],
+        open: fn(&Keys, BlobType, &BlobId, BytesMut) -> Result<Bytes>,
         mut each: impl FnMut(Bytes) -> Result<()>,
     ) -> Result<()> {
         let locate = |id: &BlobId| {
@@ -336,7 +357,7 @@ impl Repository {
                         return Err(Error::corrupt(format!("pack {pack} is truncated")));
                     }
                 };
-                let plain = open_blob_owned(&self.keys, kind, id, sealed)
+                let plain = open(&self.keys, kind, id, sealed)
                     .map_err(|e| e.context(format!("pack {}", loc.pack.short())))?;
                 each(plain)?;
             }

@@ -1,8 +1,10 @@
 //! Restore: recreate a snapshot's tree on disk, verifying everything on the way.
 //!
-//! Every chunk is checked against its keyed id when it is opened, and every file against its
-//! whole-file BLAKE3 once written (or, for `restore --verify`, read back: a large file while it
-//! is written, by a thread that follows the writes). Chunks of zeros are not written, so
+//! Every chunk is authenticated when it is opened (the AEAD binds it to its id), and every file
+//! is checked against its whole-file BLAKE3 once written (or, for `restore --verify`, read
+//! back: a large file while it is written, by a thread that follows the writes). That check
+//! covers every chunk's content, so chunks' keyed ids are not computed again (a second BLAKE3
+//! pass over all data). Chunks of zeros are not written, so
 //! sparse files stay sparse. Hardlinks are recreated from the recorded (device, inode) pairs.
 //! Directory metadata is applied after the directory's content, so its mtime survives. A file that fails
 //! verification is reported and the restore goes on with the others: the caller gets every
@@ -28,7 +30,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::blob::BlobType;
 use crate::error::{Error, ErrorKind, Result};
 use crate::filter::PathFilter;
 use crate::fsmeta;
@@ -49,7 +50,8 @@ pub struct RestoreOptions {
     pub only: Option<HashSet<Vec<u8>>>,
     /// The caller reads every restored file back and compares its BLAKE3 with the snapshot
     /// (`restore --verify`), so files are not also hashed while they are written. Every
-    /// chunk is still checked against its keyed id, and every file's size.
+    /// chunk is still authenticated, and every file's size checked. A caller that sets this
+    /// and does not read back gets no check of content beyond the AEAD's.
     pub read_back: bool,
 }
 
@@ -303,13 +305,12 @@ impl FileWriter<'_> {
         } else {
             let mut hasher = self.hash_files.then(blake3::Hasher::new);
             let mut write = write;
-            self.repo
-                .read_blobs(BlobType::Data, &node.content, |plain| {
-                    if let Some(h) = &mut hasher {
-                        h.update(&plain);
-                    }
-                    write(Chunk::new(plain))
-                })?;
+            self.repo.read_file_chunks(&node.content, |plain| {
+                if let Some(h) = &mut hasher {
+                    h.update(&plain);
+                }
+                write(Chunk::new(plain))
+            })?;
             hasher.map(|h| ObjectId(*h.finalize().as_bytes()))
         };
         if ends_in_hole {
@@ -493,7 +494,7 @@ fn open_chunk(
         return Ok(Chunk::Zeros(len));
     }
     let mut opened = None;
-    repo.read_blobs(BlobType::Data, std::slice::from_ref(id), |plain| {
+    repo.read_file_chunks(std::slice::from_ref(id), |plain| {
         opened = Some(Chunk::new(plain));
         Ok(())
     })?;

@@ -8,6 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use coffer::backup::{BackupOptions, NoProgress, ParentChoice, StdinSource, backup};
+use coffer::blob::{BlobType, seal_blob};
 use coffer::check::{CheckOptions, check};
 use coffer::chunker::ChunkerParams;
 use coffer::crypto::Cipher;
@@ -337,22 +338,25 @@ fn large_files_restore_on_two_threads_and_damage_is_still_attributed() {
         read_back: true,
         ..options(target)
     };
+    let restore_verified = |repo: &Repository, target: &Path| {
+        restore_then(
+            repo,
+            &snap.snapshot.tree,
+            &read_back(target.into()),
+            |out| {
+                let skip = out.errors.iter().map(|e| e.path.clone()).collect();
+                let selection = Selection {
+                    only: None,
+                    skip: &skip,
+                    read_back: &out.read_back,
+                };
+                Ok(verify_restored(repo, &snap.snapshot.tree, target, &selection)?.1)
+            },
+        )
+        .unwrap()
+    };
     let target = tmp.path().join("r1b");
-    let (res, failures) = restore_then(
-        &repo,
-        &snap.snapshot.tree,
-        &read_back(target.clone()),
-        |out| {
-            let skip = out.errors.iter().map(|e| e.path.clone()).collect();
-            let selection = Selection {
-                only: None,
-                skip: &skip,
-                read_back: &out.read_back,
-            };
-            Ok(verify_restored(&repo, &snap.snapshot.tree, &target, &selection)?.1)
-        },
-    )
-    .unwrap();
+    let (res, failures) = restore_verified(&repo, &target);
     assert!(
         res.errors.is_empty() && failures.is_empty(),
         "{:?} {failures:?}",
@@ -378,6 +382,32 @@ fn large_files_restore_on_two_threads_and_damage_is_still_attributed() {
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].check, "blake3");
     assert!(failures[0].path.ends_with("/big"), "{failures:?}");
+
+    // A chunk sealed with the key but holding other content, which only a key holder (or a
+    // bug) could write: the AEAD accepts it, and the file's BLAKE3 rejects the file, whether
+    // hashed while written or read back.
+    let content = node_at(&repo, &snap.snapshot.tree, "/big").content;
+    let blob = repo.index().get(&content[0]).unwrap();
+    let pack_path = repo_dir.join(coffer::repo::pack_name(&blob.pack));
+    let original = std::fs::read(&pack_path).unwrap();
+    let (at, len) = (blob.offset as usize, blob.length as usize);
+    let other = random_bytes(len - 41, 99);
+    let forged = seal_blob(repo.keys(), BlobType::Data, &content[0], &other, 3).unwrap();
+    let mut bytes = original.clone();
+    bytes[at..at + len].copy_from_slice(&forged);
+    std::fs::write(&pack_path, &bytes).unwrap();
+    let forged_repo = reopen(&loc).unwrap();
+    let target = tmp.path().join("f1");
+    let res = restore(&forged_repo, &snap.snapshot.tree, &options(target)).unwrap();
+    assert_eq!(res.errors.len(), 1, "{:?}", res.errors);
+    assert!(res.errors[0].path.ends_with("/big"), "{:?}", res.errors);
+    assert!(res.errors[0].message.contains("BLAKE3"), "{:?}", res.errors);
+    let (res, failures) = restore_verified(&forged_repo, &tmp.path().join("f2"));
+    assert!(res.errors.is_empty(), "{:?}", res.errors);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].check, "blake3");
+    assert!(failures[0].path.ends_with("/big"), "{failures:?}");
+    std::fs::write(&pack_path, &original).unwrap();
 
     // Damage a chunk in the middle of `big`: restore names it and restores `sparse`.
     let content = node_at(&repo, &snap.snapshot.tree, "/big").content;

@@ -4,9 +4,9 @@
 //! is checked against its whole-file BLAKE3 once written (or, for `restore --verify`, read
 //! back: a large file while it is written, by a thread that follows the writes). That check
 //! covers every chunk's content, so chunks' keyed ids are not computed again (a second BLAKE3
-//! pass over all data). Chunks of zeros are not written, so
-//! sparse files stay sparse. Hardlinks are recreated from the recorded (device, inode) pairs.
-//! Directory metadata is applied after the directory's content, so its mtime survives. A file that fails
+//! pass over all data). Chunks of zeros are not written, so sparse files stay sparse.
+//! Hardlinks are recreated from the recorded (device, inode) pairs. Directory metadata is
+//! applied after the directory's content, so its mtime survives. A file that fails
 //! verification is reported and the restore goes on with the others: the caller gets every
 //! failure, never a silent partial result.
 //!
@@ -14,9 +14,9 @@
 //! file content and metadata are written by two workers per core, which take the files in
 //! batches of neighbours (one wake-up per batch, not per file) and fetch each file's
 //! neighbouring chunks with one ranged read (for a large file, on two threads of their own
-//! that open chunks while the worker puts them in order and writes them). Directory metadata is applied once every file is
-//! written, deepest first, and the target file system is synced once at the end (and in the
-//! background meanwhile) instead of per file.
+//! that open chunks while the worker puts them in order and writes them). Directory metadata
+//! is applied once every file is written, deepest first, and the target file system is synced
+//! once at the end (and in the background meanwhile) instead of per file.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;

@@ -528,10 +528,10 @@ class Bupstash(Tool):
 TOOL_CLASSES = {cls.name: cls for cls in (Coffer, Restic, Rustic, Borg, Bupstash)}
 
 VERIFICATION = {
-    "coffer": "`restore --verify`: every chunk is checked against its keyed BLAKE3 id and every file's "
-              "size while restoring, then every restored file is read back from disk and compared "
-              "(whole-file BLAKE3 and metadata) with the snapshot; the restore is synced to disk "
-              "before it reports success",
+    "coffer": "`restore --verify`: every chunk is decrypted and authenticated (bound to its id) and "
+              "every file's size checked while restoring, then every restored file is read back "
+              "from disk and compared (whole-file BLAKE3 and metadata) with the snapshot; the "
+              "restore is synced to disk before it reports success",
     "restic": "`restore --verify`: blobs are decrypted and authenticated while restoring, then every "
               "restored file is read back and its blobs' SHA-256 compared with the snapshot",
     "rustic": "plain `restore`: blobs are decrypted and authenticated while restoring; rustic has no "

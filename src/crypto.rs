@@ -8,6 +8,8 @@
 //! "Nonces"). Key types zeroize on drop and deliberately implement neither `Debug` nor
 //! `Display`. This module never logs.
 
+use std::ops::Range;
+
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -169,7 +171,7 @@ impl Keys {
     }
 
     /// [`Keys::open`] in place; see [`open_in_place`].
-    pub fn open_in_place(&self, ad: &[u8], sealed: &mut [u8]) -> Result<std::ops::Range<usize>> {
+    pub fn open_in_place(&self, ad: &[u8], sealed: &mut [u8]) -> Result<Range<usize>> {
         open_in_place(self.cipher, &self.data, ad, sealed)
     }
 }
@@ -199,13 +201,13 @@ pub fn seal_in_place(
     Ok(buf)
 }
 
-/// Opens `nonce ‖ ciphertext ‖ tag`; any change to it or to `ad` is an error.
+/// Opens `nonce ‖ ciphertext ‖ tag`; any change to it or to `ad` is an error. Copies only
+/// the ciphertext, which is decrypted in the returned buffer.
 pub fn open(cipher: Cipher, key: &SecretKey, ad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
-    let mut buf = sealed.to_vec();
-    let plain = open_in_place(cipher, key, ad, &mut buf)?;
-    buf.truncate(plain.end);
-    buf.drain(..plain.start);
-    Ok(buf)
+    let (nonce, body, tag) = sealed_parts(sealed)?;
+    let mut plain = sealed[body].to_vec();
+    decrypt(cipher, key, &nonce, ad, &mut plain, &tag)?;
+    Ok(plain)
 }
 
 /// [`open`] without a copy: decrypts `sealed` where it lies and returns where in it the
@@ -215,21 +217,25 @@ pub fn open_in_place(
     key: &SecretKey,
     ad: &[u8],
     sealed: &mut [u8],
-) -> Result<std::ops::Range<usize>> {
+) -> Result<Range<usize>> {
+    let (nonce, body, tag) = sealed_parts(sealed)?;
+    decrypt(cipher, key, &nonce, ad, &mut sealed[body.clone()], &tag)?;
+    Ok(body)
+}
+
+/// The nonce and tag of `nonce ‖ ciphertext ‖ tag`, and where the ciphertext lies.
+fn sealed_parts(sealed: &[u8]) -> Result<([u8; NONCE_LEN], Range<usize>, [u8; TAG_LEN])> {
     if sealed.len() < OVERHEAD {
         return Err(Error::corrupt(
             "sealed object is shorter than nonce and tag",
         ));
     }
-    let end = sealed.len() - TAG_LEN;
-    let (head, tag) = sealed.split_at_mut(end);
-    let (nonce, body) = head.split_at_mut(NONCE_LEN);
-    let nonce: [u8; NONCE_LEN] = (&*nonce)
-        .try_into()
-        .map_err(|_| Error::corrupt("bad nonce"))?;
-    let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| Error::corrupt("bad tag"))?;
-    decrypt(cipher, key, &nonce, ad, body, &tag)?;
-    Ok(NONCE_LEN..end)
+    let body = NONCE_LEN..sealed.len() - TAG_LEN;
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&sealed[..NONCE_LEN]);
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(&sealed[body.end..]);
+    Ok((nonce, body, tag))
 }
 
 /// Encrypts `buf` in place and returns the tag.

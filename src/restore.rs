@@ -342,7 +342,7 @@ const SPLIT_WRITE_MIN: u64 = 16 << 20;
 /// Threads opening a large file's chunks.
 const OPENERS: usize = 2;
 
-/// A chunk of a file, opened and verified.
+/// A chunk of a file, opened and authenticated.
 enum Chunk {
     Data(Bytes),
     /// This many zero bytes: a hole, left unwritten.

@@ -330,7 +330,8 @@ impl<'r, 'p> Walker<'r, 'p> {
     }
 
     fn save_tree(&mut self, nodes: Vec<Node>) -> Result<BlobId> {
-        self.saver.save(BlobType::Tree, &Tree::new(nodes).encode()?)
+        let encoded = Tree::new(nodes).encode_for(self.saver.keys())?;
+        self.saver.save(BlobType::Tree, &encoded)
     }
 
     fn root_tree(&mut self, paths: &[PathBuf], parent: Option<&Tree>) -> Result<BlobId> {
@@ -578,9 +579,22 @@ impl<'r, 'p> Walker<'r, 'p> {
         let mut size = 0u64;
         while let Some(chunk) = stream.next_chunk().map_err(|e| Error::io("read", e))? {
             hasher.update(chunk);
+            // The file's first chunk is all it has hashed so far: where ids derive from the
+            // plain BLAKE3, that hash gives the chunk's id without a second pass (for a file of
+            // one chunk, the only one).
+            let derived = match size {
+                0 => self
+                    .saver
+                    .keys()
+                    .blob_id_of_digest(hasher.finalize().as_bytes()),
+                _ => None,
+            };
             size += chunk.len() as u64;
             self.progress.bytes(chunk.len() as u64);
-            content.push(self.saver.save(BlobType::Data, chunk)?);
+            content.push(match derived {
+                Some(id) => self.saver.save_as(BlobType::Data, BlobId(id), chunk)?,
+                None => self.saver.save(BlobType::Data, chunk)?,
+            });
         }
         self.chunk_buffer = stream.into_buffer();
         self.summary.bytes_read += size;

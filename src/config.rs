@@ -1,6 +1,6 @@
 //! The repository config: a small plain header and the sealed repository parameters.
 //!
-//! Stored once as `config`. Layout: `"COFFERRP" ‖ format version u32 LE = 1 ‖ repo id [32] ‖
+//! Stored once as `config`. Layout: `"COFFERRP" ‖ format version u32 LE ‖ repo id [32] ‖
 //! cipher u8 ‖ seal(CBOR body)`, with the 45 header bytes as associated data. The header is
 //! plain because a client must know the cipher before it can decrypt anything; the body
 //! repeats nothing secret but is authenticated, so chunk sizes cannot be changed unnoticed.
@@ -13,8 +13,9 @@ use crate::crypto::{Cipher, Keys};
 use crate::error::{Error, ErrorKind, Result};
 
 const MAGIC: &[u8; 8] = b"COFFERRP";
-/// The repository format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The repository format version this build creates. It also reads and writes version 1
+/// repositories, which differ only in how blob ids are computed ([`crate::crypto::IdScheme`]).
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 32 + 1;
 
 /// Repository-wide parameters, fixed at `init`.
@@ -25,6 +26,9 @@ pub struct Config {
     /// The AEAD for every object.
     #[serde(skip, default = "default_cipher")]
     pub cipher: Cipher,
+    /// The format version (from the header).
+    #[serde(skip, default)]
+    pub format: u32,
     /// Chunk size bounds.
     pub chunker: ChunkerParams,
     /// zstd level (0 = off).
@@ -46,6 +50,8 @@ pub struct ConfigHeader {
     pub repo_id: [u8; 32],
     /// The AEAD.
     pub cipher: Cipher,
+    /// The format version, 1 to [`FORMAT_VERSION`].
+    pub version: u32,
 }
 
 /// Reads the plain header (exposed for fuzzing).
@@ -57,11 +63,11 @@ pub fn read_header(bytes: &[u8]) -> Result<ConfigHeader> {
         ));
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&version) {
         return Err(Error::new(
             ErrorKind::UnsupportedVersion,
             format!(
-                "repository format version {version} is not supported by this coffer (it reads version {FORMAT_VERSION}); upgrade coffer"
+                "repository format version {version} is not supported by this coffer (it reads versions 1 to {FORMAT_VERSION}); upgrade coffer"
             ),
         ));
     }
@@ -70,6 +76,7 @@ pub fn read_header(bytes: &[u8]) -> Result<ConfigHeader> {
     Ok(ConfigHeader {
         repo_id,
         cipher: Cipher::from_code(bytes[44])?,
+        version,
     })
 }
 
@@ -78,7 +85,7 @@ impl Config {
     pub fn seal(&self, keys: &Keys) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&self.format.to_le_bytes());
         out.extend_from_slice(&self.repo_id);
         out.push(self.cipher.code());
         let sealed = keys.seal(&out, &cbor::encode("config", self)?)?;
@@ -99,6 +106,7 @@ impl Config {
             ));
         }
         config.cipher = header.cipher;
+        config.format = header.version;
         config
             .chunker
             .validate()
@@ -125,6 +133,7 @@ mod tests {
         let c = Config {
             repo_id: [7; 32],
             cipher: Cipher::Aes256Gcm,
+            format: FORMAT_VERSION,
             chunker: ChunkerParams::default(),
             compression: 3,
             pack_size: 1 << 24,

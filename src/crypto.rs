@@ -105,9 +105,21 @@ impl SecretKey {
 /// The repository's master secret. Only ever stored wrapped in key slots.
 pub type MasterKey = SecretKey;
 
+/// How a repository computes blob ids from plaintext; its format version fixes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdScheme {
+    /// Format 1: `BLAKE3-keyed(K_id, plaintext)`.
+    Keyed,
+    /// Format 2: `BLAKE3-keyed(K_id, BLAKE3(plaintext))`. The plain BLAKE3 of a file that is
+    /// one chunk, which its tree records anyway, then gives the chunk's id: the tree need not
+    /// list it.
+    KeyedDigest,
+}
+
 /// The subkeys derived from the master key, one per purpose.
 pub struct Keys {
     cipher: Cipher,
+    ids: IdScheme,
     data: SecretKey,
     chunk_id: SecretKey,
     chunker_seed: SecretKey,
@@ -122,10 +134,12 @@ const CTX_REPORT: &str = "coffer 2026-11 report mac key v1";
 const CTX_AES_SUBKEY: &str = "coffer 2026-11 aes-256-gcm message subkey v1";
 
 impl Keys {
-    /// Derives every subkey from `master`.
+    /// Derives every subkey from `master`, for the current format
+    /// ([`crate::config::FORMAT_VERSION`]).
     pub fn derive(master: &MasterKey, cipher: Cipher) -> Self {
         Keys {
             cipher,
+            ids: IdScheme::KeyedDigest,
             data: master.derive(CTX_DATA),
             chunk_id: master.derive(CTX_CHUNK_ID),
             chunker_seed: master.derive(CTX_CHUNKER),
@@ -138,10 +152,36 @@ impl Keys {
         self.cipher
     }
 
-    /// Keyed BLAKE3 of `data`: the id of a chunk or tree. Without the key, the store cannot
-    /// test whether it holds a known file.
+    /// These keys for a repository of format `version` (1 or the current one).
+    pub fn for_format(mut self, version: u32) -> Self {
+        self.ids = match version {
+            1 => IdScheme::Keyed,
+            _ => IdScheme::KeyedDigest,
+        };
+        self
+    }
+
+    /// How these keys compute blob ids.
+    pub fn id_scheme(&self) -> IdScheme {
+        self.ids
+    }
+
+    /// The id of a chunk or tree, keyed: without the key, the store cannot test whether it
+    /// holds a known file.
     pub fn blob_id(&self, data: &[u8]) -> [u8; 32] {
-        *blake3::keyed_hash(self.chunk_id.expose(), data).as_bytes()
+        match self.ids {
+            IdScheme::Keyed => *blake3::keyed_hash(self.chunk_id.expose(), data).as_bytes(),
+            IdScheme::KeyedDigest => self.digest_id(blake3::hash(data).as_bytes()),
+        }
+    }
+
+    /// The id of a blob whose plain BLAKE3 is `digest`, where the scheme derives ids from it.
+    pub fn blob_id_of_digest(&self, digest: &[u8; 32]) -> Option<[u8; 32]> {
+        (self.ids == IdScheme::KeyedDigest).then(|| self.digest_id(digest))
+    }
+
+    fn digest_id(&self, digest: &[u8; 32]) -> [u8; 32] {
+        *blake3::keyed_hash(self.chunk_id.expose(), digest).as_bytes()
     }
 
     /// The secret seed of the content-defined chunker.

@@ -131,6 +131,7 @@ impl Repository {
         let config = Config {
             repo_id: crate::clock::random_bytes()?,
             cipher: opts.cipher,
+            format: config::FORMAT_VERSION,
             chunker: opts.chunker,
             compression: opts.compression,
             pack_size: opts.pack_size,
@@ -197,7 +198,7 @@ impl Repository {
         })?;
         let header = config::read_header(&raw)?;
         let (master, slot) = unlock_any(&store, header.repo_id, passphrase)?;
-        let keys = Keys::derive(&master, header.cipher);
+        let keys = Keys::derive(&master, header.cipher).for_format(header.version);
         let config = Config::open(&keys, &raw)?;
         Ok(Repository {
             data_reads: ReadAhead::forward(store.is_remote()),
@@ -368,7 +369,7 @@ impl Repository {
 
     /// Reads and decodes a tree.
     pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
-        Tree::decode(&self.read_blob(BlobType::Tree, id)?)
+        Tree::decode_for(&self.read_blob(BlobType::Tree, id)?, &self.keys)
             .map_err(|e| e.context(format!("tree {}", id.short())))
     }
 

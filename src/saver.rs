@@ -121,9 +121,19 @@ impl<'r> BlobSaver<'r> {
         self.repo.index().contains(id) || self.seen.contains(id)
     }
 
+    /// The repository's keys.
+    pub fn keys(&self) -> &'r crate::crypto::Keys {
+        self.repo.keys()
+    }
+
     /// Saves `plain` unless a blob with its id exists; returns the id.
     pub fn save(&mut self, kind: BlobType, plain: &[u8]) -> Result<BlobId> {
         let id = self.blob_id(plain);
+        self.save_as(kind, id, plain)
+    }
+
+    /// [`Self::save`] for `plain` whose id the caller computed.
+    pub fn save_as(&mut self, kind: BlobType, id: BlobId, plain: &[u8]) -> Result<BlobId> {
         if !self.has(&id) {
             self.store(kind, id, Bytes::copy_from_slice(plain))?;
         }

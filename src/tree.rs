@@ -6,11 +6,15 @@
 //! and device for hardlink detection (access times are not kept: they change on every read
 //! and would defeat tree dedup), extended attributes, and for regular files the chunk
 //! list plus the plain BLAKE3 of the whole file. Directories point at their subtree's blob id.
-//! Nodes are sorted by name, so equal directories encode to equal bytes and dedup.
+//! Nodes are sorted by name, so equal directories encode to equal bytes and dedup. In a format
+//! 2 repository, a file that is one chunk is stored without its chunk list: the chunk's id
+//! follows from the file's BLAKE3 ([`crate::crypto::IdScheme::KeyedDigest`]), and
+//! [`Tree::decode_for`] lists it again.
 
 use serde::{Deserialize, Serialize};
 
 use crate::cbor;
+use crate::crypto::Keys;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{BlobId, ObjectId, bytes_field};
 
@@ -89,7 +93,8 @@ pub struct Node {
     pub links: u64,
     /// Size in bytes (files) or 0.
     pub size: u64,
-    /// Chunk ids of the content, in order (files).
+    /// Chunk ids of the content, in order (files). Stored empty for a file of one chunk whose
+    /// id derives from `blake3` (see the module header).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub content: Vec<BlobId>,
     /// Plain BLAKE3 of the whole file (files), checkable with `b3sum`.
@@ -156,7 +161,38 @@ impl Tree {
         cbor::encode("tree", self)
     }
 
-    /// Decodes and validates a tree (exposed for fuzzing).
+    /// Encodes the tree for a repository with `keys`: a file that is one chunk whose id the
+    /// keys derive from the file's BLAKE3 is stored without its chunk list.
+    pub fn encode_for(mut self, keys: &Keys) -> Result<Vec<u8>> {
+        for node in &mut self.nodes {
+            let derived = match (node.kind, node.content.as_slice(), node.blake3) {
+                (NodeKind::File, [only], Some(hash)) => {
+                    keys.blob_id_of_digest(&hash.0) == Some(only.0)
+                }
+                _ => false,
+            };
+            if derived {
+                node.content.clear();
+            }
+        }
+        self.encode()
+    }
+
+    /// Decodes and validates a tree of a repository with `keys`, listing the chunk of every
+    /// file stored without its chunk list ([`Tree::encode_for`]).
+    pub fn decode_for(bytes: &[u8], keys: &Keys) -> Result<Tree> {
+        let mut tree = Tree::decode(bytes)?;
+        for node in &mut tree.nodes {
+            if node.kind == NodeKind::File && node.size > 0 && node.content.is_empty() {
+                let id = node.blake3.and_then(|hash| keys.blob_id_of_digest(&hash.0));
+                let id = id.ok_or_else(|| Error::corrupt("a file entry lists no chunks"))?;
+                node.content.push(BlobId(id));
+            }
+        }
+        Ok(tree)
+    }
+
+    /// Decodes and validates a tree as stored (exposed for fuzzing).
     pub fn decode(bytes: &[u8]) -> Result<Tree> {
         let tree: Tree = cbor::decode("tree", bytes)?;
         if tree.version != TREE_VERSION {
@@ -248,5 +284,44 @@ mod tests {
             assert!(Tree::decode(&t.encode().unwrap()).is_err());
         }
         assert!(Tree::decode(b"\xff\x00").is_err());
+    }
+
+    #[test]
+    fn one_chunk_files_store_no_chunk_list_in_format_2() {
+        use crate::crypto::{Cipher, SecretKey};
+        let keys = Keys::derive(&SecretKey::from_bytes([3; 32]), Cipher::Aes256Gcm);
+        let file = |name: &[u8], chunks: &[&[u8]]| {
+            let mut n = node(name, NodeKind::File);
+            let whole = chunks.concat();
+            n.size = whole.len() as u64;
+            n.blake3 = Some(ObjectId(*blake3::hash(&whole).as_bytes()));
+            n.content = chunks.iter().map(|c| BlobId(keys.blob_id(c))).collect();
+            n
+        };
+        let mut forged = file(b"d", &[b"x"]);
+        forged.content = vec![BlobId([9; 32])];
+        let t = Tree::new(vec![
+            file(b"a", &[b"one chunk"]),
+            file(b"b", &[b"two ", b"chunks"]),
+            node(b"c", NodeKind::File),
+            forged,
+        ]);
+        let bytes = t.clone().encode_for(&keys).unwrap();
+        let stored = Tree::decode(&bytes).unwrap();
+        let lists: Vec<usize> = stored.nodes.iter().map(|n| n.content.len()).collect();
+        // Only a list the keys would derive again is left out.
+        assert_eq!(lists, [0, 2, 0, 1]);
+        assert_eq!(Tree::decode_for(&bytes, &keys).unwrap(), t);
+        // Format 1 keys derive nothing: they keep every list and refuse a node without one.
+        let v1 = Keys::derive(&SecretKey::from_bytes([3; 32]), Cipher::Aes256Gcm).for_format(1);
+        assert_eq!(
+            Tree::decode(&t.clone().encode_for(&v1).unwrap()).unwrap(),
+            t
+        );
+        assert!(Tree::decode_for(&bytes, &v1).is_err());
+        // Nor does a file of some bytes without a BLAKE3 get a chunk.
+        let mut no_hash = stored.clone();
+        no_hash.nodes[0].blake3 = None;
+        assert!(Tree::decode_for(&no_hash.encode().unwrap(), &keys).is_err());
     }
 }

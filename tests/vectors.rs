@@ -34,6 +34,7 @@ const NAMES: &[&str] = &[
     "subkey.aes_message_derivation",
     "input",
     "blob_id.input",
+    "blob_id_v2.input",
     "report_mac.input",
     "blob.zstd.plain",
     "blob.zstd.id",
@@ -47,6 +48,7 @@ const NAMES: &[&str] = &[
     "tree.plain",
     "tree.id",
     "tree.aes-256-gcm",
+    "tree_v2.plain",
     "pack.data",
     "pack.data.id",
     "pack.tree",
@@ -154,8 +156,13 @@ fn master() -> MasterKey {
     SecretKey::from_bytes(v32("master_key"))
 }
 
+/// The vectors' keys. The vectors form a format 1 repository; `*_v2` vectors are of format 2.
 fn keys(cipher: Cipher) -> Keys {
-    Keys::derive(&master(), cipher)
+    Keys::derive(&master(), cipher).for_format(1)
+}
+
+fn keys_v2(cipher: Cipher) -> Keys {
+    Keys::derive(&master(), cipher).for_format(2)
 }
 
 fn other(cipher: Cipher) -> Cipher {
@@ -168,7 +175,7 @@ fn other(cipher: Cipher) -> Cipher {
 /// Whether `m` is the vectors' master key, judged by everything derived from it (the raw
 /// bytes of a key are not exposed by the library).
 fn is_vector_master(m: &MasterKey) -> bool {
-    let k = Keys::derive(m, Cipher::Aes256Gcm);
+    let k = Keys::derive(m, Cipher::Aes256Gcm).for_format(1);
     k.chunker_seed() == v32("subkey.chunker_seed")
         && k.blob_id(v("input")) == v32("blob_id.input")
         && k.report_mac(v("input")) == v32("report_mac.input")
@@ -325,6 +332,7 @@ fn expected_config(cipher: Cipher) -> Config {
     Config {
         repo_id: v32("repo_id"),
         cipher,
+        format: 1,
         chunker: ChunkerParams {
             min: 512 * 1024,
             avg: 1024 * 1024,
@@ -484,6 +492,7 @@ fn derived_keys() {
         assert_eq!(k.cipher(), cipher);
         assert_eq!(k.chunker_seed(), v32("subkey.chunker_seed"));
         assert_eq!(k.blob_id(v("input")), v32("blob_id.input"));
+        assert_eq!(keys_v2(cipher).blob_id(v("input")), v32("blob_id_v2.input"));
         assert_eq!(k.report_mac(v("input")), v32("report_mac.input"));
     }
     // Independently, from the context strings of design.md "Derived keys".
@@ -504,6 +513,11 @@ fn derived_keys() {
     assert_eq!(
         blake3::keyed_hash(&chunk_id, v("input")).as_bytes(),
         &v32("blob_id.input")
+    );
+    let digest = blake3::hash(v("input"));
+    assert_eq!(
+        blake3::keyed_hash(&chunk_id, digest.as_bytes()).as_bytes(),
+        &v32("blob_id_v2.input")
     );
     assert_eq!(
         blake3::keyed_hash(&report, v("input")).as_bytes(),
@@ -598,6 +612,53 @@ fn tree() {
     let tree = Tree::decode(plain).unwrap();
     assert_eq!(tree, expected_tree());
     assert_eq!(expected_tree().encode().unwrap(), plain);
+    assert_eq!(Tree::decode_for(plain, &k).unwrap(), expected_tree());
+    assert_eq!(expected_tree().encode_for(&k).unwrap(), plain);
+}
+
+/// A format 2 tree: `vector.txt` holding only `blob.zstd.plain`, one chunk, whose id follows
+/// from the file's BLAKE3 and is not stored.
+fn expected_tree_v2() -> Tree {
+    let plain = v("blob.zstd.plain");
+    let k = keys_v2(Cipher::Aes256Gcm);
+    let mut tree = expected_tree();
+    let node = &mut tree.nodes[0];
+    node.size = plain.len() as u64;
+    node.blake3 = Some(ObjectId(*blake3::hash(plain).as_bytes()));
+    node.content = vec![BlobId(k.blob_id(plain))];
+    tree
+}
+
+#[test]
+fn tree_v2() {
+    let k = keys_v2(Cipher::Aes256Gcm);
+    if std::env::var_os("COFFER_PRINT_VECTORS").is_some() {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        println!(
+            "blob_id_v2.input = {}",
+            hex(&keys_v2(Cipher::Aes256Gcm).blob_id(v("input")))
+        );
+        println!(
+            "tree_v2.plain = {}",
+            hex(&expected_tree_v2().encode_for(&k).unwrap())
+        );
+    }
+    let plain = v("tree_v2.plain");
+    assert_eq!(expected_tree_v2().encode_for(&k).unwrap(), plain);
+    assert_eq!(Tree::decode_for(plain, &k).unwrap(), expected_tree_v2());
+    // As stored, the node lists no chunk; by the specification, its one chunk's id is
+    // BLAKE3-keyed(K_id, blake3) of the node.
+    let stored = Tree::decode(plain).unwrap();
+    assert!(stored.nodes[0].content.is_empty());
+    let hash = stored.nodes[0].blake3.unwrap();
+    let id = blake3::keyed_hash(&v32("subkey.chunk_id"), &hash.0);
+    assert_eq!(
+        expected_tree_v2().nodes[0].content,
+        [BlobId(*id.as_bytes())]
+    );
+    // A format 1 repository derives no ids: such a node is corrupt there.
+    let v1 = keys(Cipher::Aes256Gcm);
+    assert!(Tree::decode_for(plain, &v1).is_err());
 }
 
 #[test]
@@ -976,4 +1037,103 @@ fn flipped_key_slot_bytes_are_detected() {
     assert_flips_detected("keyslot.recovery", bytes, 0..bytes.len(), MASKS, |b| {
         slot_yields_master(b, &recovery)
     });
+}
+
+/// The vectors' objects, stored under their names, are a format 1 repository: this build opens
+/// it, restores it, and backs up into it in format 1 (ids keyed over the plaintext, every file
+/// listing its chunks), so the new snapshot deduplicates against the old ones.
+#[test]
+fn a_format_1_repository_stays_format_1() {
+    use coffer::backup::{BackupOptions, NoProgress, backup};
+    use coffer::repo::{Repository, pack_name};
+    use coffer::restore::{RestoreOptions, restore};
+    use coffer::store::{Location, Store};
+
+    let location = Location::parse("memory://vectors-format-1").unwrap();
+    let store = Store::open(&location, true).unwrap();
+    let put = |name: String, vector: &str| {
+        store.put_object(&name, v(vector).to_vec().into()).unwrap();
+    };
+    put("config".into(), "config.aes-256-gcm");
+    put(
+        format!("keys/{}", ObjectId::of(v("keyslot.passphrase"))),
+        "keyslot.passphrase",
+    );
+    put(format!("index/{}", ObjectId::of(v("index"))), "index");
+    put(
+        format!("snapshots/{}", ObjectId::of(v("snapshot"))),
+        "snapshot",
+    );
+    for pack in ["pack.data", "pack.tree"] {
+        put(pack_name(&ObjectId::of(v(pack))), pack);
+    }
+    let secret = std::str::from_utf8(v("keyslot.passphrase.secret")).unwrap();
+    let mut repo = Repository::open(store, &Passphrase::new(secret.into())).unwrap();
+    assert_eq!(repo.config().format, 1);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, snap) = repo.find_snapshot("latest").unwrap();
+    let opts = |target: &str| RestoreOptions {
+        target: tmp.path().join(target),
+        ..Default::default()
+    };
+    let restored = restore(&repo, &snap.tree, &opts("old")).unwrap();
+    assert!(restored.errors.is_empty(), "{restored:?}");
+    assert_eq!(
+        std::fs::read(tmp.path().join("old/vector.txt")).unwrap(),
+        file_content()
+    );
+
+    // A new backup of one small file (one chunk) and of the vectors' file content.
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("small"), b"one chunk in a format 1 repository").unwrap();
+    std::fs::write(src.join("vector.txt"), file_content()).unwrap();
+    let paths = vec![src.clone()];
+    let out = backup(
+        &mut repo,
+        BackupOptions {
+            paths,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    let k = keys(Cipher::Aes256Gcm);
+    let mut files = 0;
+    repo.walk(&out.snapshot.tree, &mut |_, node| {
+        if node.kind == NodeKind::File {
+            files += 1;
+            assert_eq!(node.content.len(), 1, "small files are one chunk");
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(files, 2);
+    // Stored as format 1 writes it: the chunk listed, its id keyed over the plaintext.
+    let mut id = out.snapshot.tree;
+    for name in src.iter().skip(1) {
+        let tree = Tree::decode(&repo.read_blob(BlobType::Tree, &id).unwrap()).unwrap();
+        id = tree.find(name.as_encoded_bytes()).unwrap().subtree.unwrap();
+    }
+    let tree = Tree::decode(&repo.read_blob(BlobType::Tree, &id).unwrap()).unwrap();
+    let small = tree.find(b"small").unwrap();
+    let plain = b"one chunk in a format 1 repository";
+    assert_eq!(
+        small.content,
+        [BlobId(
+            *blake3::keyed_hash(&v32("subkey.chunk_id"), plain).as_bytes()
+        )]
+    );
+    assert_eq!(small.content, [BlobId(k.blob_id(plain))]);
+
+    let restored = restore(&repo, &out.snapshot.tree, &opts("new")).unwrap();
+    assert!(restored.errors.is_empty(), "{restored:?}");
+    let new_src = tmp.path().join("new").join(src.strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read(new_src.join("small")).unwrap(), plain);
+    assert_eq!(
+        std::fs::read(new_src.join("vector.txt")).unwrap(),
+        file_content()
+    );
 }

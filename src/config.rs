@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 const MAGIC: &[u8; 8] = b"COFFERRP";
 /// The repository format version this build creates. It also reads and writes version 1
-/// repositories, which differ only in how blob ids are computed ([`crate::crypto::IdScheme`]).
+/// repositories (see [`crate::crypto::Keys::for_format`] and docs/design.md, Versioning).
 pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 32 + 1;
 

@@ -105,21 +105,13 @@ impl SecretKey {
 /// The repository's master secret. Only ever stored wrapped in key slots.
 pub type MasterKey = SecretKey;
 
-/// How a repository computes blob ids from plaintext; its format version fixes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdScheme {
-    /// Format 1: `BLAKE3-keyed(K_id, plaintext)`.
-    Keyed,
-    /// Format 2: `BLAKE3-keyed(K_id, BLAKE3(plaintext))`. The plain BLAKE3 of a file that is
-    /// one chunk, which its tree records anyway, then gives the chunk's id: the tree need not
-    /// list it.
-    KeyedDigest,
-}
-
 /// The subkeys derived from the master key, one per purpose.
 pub struct Keys {
     cipher: Cipher,
-    ids: IdScheme,
+    /// The repository format these keys read and write (1 or 2): it fixes how blob ids are
+    /// computed ([`Keys::blob_id`]) and, in the blob and tree layers, the framing of
+    /// compressed blobs and trees.
+    format: u32,
     data: SecretKey,
     chunk_id: SecretKey,
     chunker_seed: SecretKey,
@@ -139,7 +131,7 @@ impl Keys {
     pub fn derive(master: &MasterKey, cipher: Cipher) -> Self {
         Keys {
             cipher,
-            ids: IdScheme::KeyedDigest,
+            format: crate::config::FORMAT_VERSION,
             data: master.derive(CTX_DATA),
             chunk_id: master.derive(CTX_CHUNK_ID),
             chunker_seed: master.derive(CTX_CHUNKER),
@@ -154,30 +146,29 @@ impl Keys {
 
     /// These keys for a repository of format `version` (1 or the current one).
     pub fn for_format(mut self, version: u32) -> Self {
-        self.ids = match version {
-            1 => IdScheme::Keyed,
-            _ => IdScheme::KeyedDigest,
-        };
+        self.format = version;
         self
     }
 
-    /// How these keys compute blob ids.
-    pub fn id_scheme(&self) -> IdScheme {
-        self.ids
+    /// The repository format these keys are for.
+    pub fn format(&self) -> u32 {
+        self.format
     }
 
     /// The id of a chunk or tree, keyed: without the key, the store cannot test whether it
-    /// holds a known file.
+    /// holds a known file. Format 1: `BLAKE3-keyed(K_id, data)`; format 2:
+    /// `BLAKE3-keyed(K_id, BLAKE3(data))`, so that the plain BLAKE3 of a file that is one
+    /// chunk, which its tree records anyway, gives the chunk's id.
     pub fn blob_id(&self, data: &[u8]) -> [u8; 32] {
-        match self.ids {
-            IdScheme::Keyed => *blake3::keyed_hash(self.chunk_id.expose(), data).as_bytes(),
-            IdScheme::KeyedDigest => self.digest_id(blake3::hash(data).as_bytes()),
+        match self.format {
+            1 => *blake3::keyed_hash(self.chunk_id.expose(), data).as_bytes(),
+            _ => self.digest_id(blake3::hash(data).as_bytes()),
         }
     }
 
-    /// The id of a blob whose plain BLAKE3 is `digest`, where the scheme derives ids from it.
+    /// The id of a blob whose plain BLAKE3 is `digest`, where the format derives ids from it.
     pub fn blob_id_of_digest(&self, digest: &[u8; 32]) -> Option<[u8; 32]> {
-        (self.ids == IdScheme::KeyedDigest).then(|| self.digest_id(digest))
+        (self.format >= 2).then(|| self.digest_id(digest))
     }
 
     fn digest_id(&self, digest: &[u8; 32]) -> [u8; 32] {

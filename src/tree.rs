@@ -8,8 +8,9 @@
 //! list plus the plain BLAKE3 of the whole file. Directories point at their subtree's blob id.
 //! Nodes are sorted by name, so equal directories encode to equal bytes and dedup. In a format
 //! 2 repository, a file that is one chunk is stored without its chunk list: the chunk's id
-//! follows from the file's BLAKE3 ([`crate::crypto::IdScheme::KeyedDigest`]), and
-//! [`Tree::decode_for`] lists it again.
+//! follows from the file's BLAKE3 ([`crate::crypto::Keys::blob_id`]), and
+//! [`Tree::decode_for`] lists it again; and a status-change time equal to the modification
+//! time (a file written and not touched since) is left out.
 
 use serde::{Deserialize, Serialize};
 
@@ -83,7 +84,9 @@ pub struct Node {
     pub group: Option<String>,
     /// Modification time.
     pub mtime: Timestamp,
-    /// Status change time (used to detect changes; cannot be restored).
+    /// Status change time (used to detect changes; cannot be restored). Stored only where it
+    /// differs from `mtime` in format 2 (see the module header).
+    #[serde(default = "same_as_mtime", skip_serializing_if = "is_same_as_mtime")]
     pub ctime: Timestamp,
     /// Inode number.
     pub inode: u64,
@@ -129,6 +132,20 @@ mod opt_bytes {
     }
 }
 
+/// A stored node's `ctime` that stands for its `mtime`: no real time has these nanoseconds.
+const SAME_AS_MTIME: Timestamp = Timestamp {
+    sec: 0,
+    nsec: u32::MAX,
+};
+
+fn same_as_mtime() -> Timestamp {
+    SAME_AS_MTIME
+}
+
+fn is_same_as_mtime(t: &Timestamp) -> bool {
+    *t == SAME_AS_MTIME
+}
+
 /// A directory: its entries sorted by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Tree {
@@ -161,10 +178,17 @@ impl Tree {
         cbor::encode("tree", self)
     }
 
-    /// Encodes the tree for a repository with `keys`: a file that is one chunk whose id the
-    /// keys derive from the file's BLAKE3 is stored without its chunk list.
+    /// Encodes the tree for a repository with `keys`. In format 2, a file that is one chunk
+    /// whose id the keys derive from the file's BLAKE3 is stored without its chunk list, and
+    /// a `ctime` equal to the `mtime` is left out.
     pub fn encode_for(mut self, keys: &Keys) -> Result<Vec<u8>> {
+        if keys.format() < 2 {
+            return self.encode();
+        }
         for node in &mut self.nodes {
+            if node.ctime == node.mtime {
+                node.ctime = SAME_AS_MTIME;
+            }
             let derived = match (node.kind, node.content.as_slice(), node.blake3) {
                 (NodeKind::File, [only], Some(hash)) => {
                     keys.blob_id_of_digest(&hash.0) == Some(only.0)
@@ -194,7 +218,12 @@ impl Tree {
 
     /// Decodes and validates a tree as stored (exposed for fuzzing).
     pub fn decode(bytes: &[u8]) -> Result<Tree> {
-        let tree: Tree = cbor::decode("tree", bytes)?;
+        let mut tree: Tree = cbor::decode("tree", bytes)?;
+        for node in &mut tree.nodes {
+            if node.ctime == SAME_AS_MTIME {
+                node.ctime = node.mtime;
+            }
+        }
         if tree.version != TREE_VERSION {
             return Err(Error::new(
                 ErrorKind::UnsupportedVersion,
@@ -300,8 +329,10 @@ mod tests {
         };
         let mut forged = file(b"d", &[b"x"]);
         forged.content = vec![BlobId([9; 32])];
+        let mut untouched = file(b"a", &[b"one chunk"]);
+        untouched.ctime = untouched.mtime;
         let t = Tree::new(vec![
-            file(b"a", &[b"one chunk"]),
+            untouched,
             file(b"b", &[b"two ", b"chunks"]),
             node(b"c", NodeKind::File),
             forged,
@@ -309,15 +340,18 @@ mod tests {
         let bytes = t.clone().encode_for(&keys).unwrap();
         let stored = Tree::decode(&bytes).unwrap();
         let lists: Vec<usize> = stored.nodes.iter().map(|n| n.content.len()).collect();
-        // Only a list the keys would derive again is left out.
+        // Only a list the keys would derive again is left out, and the one ctime equal to its
+        // mtime.
         assert_eq!(lists, [0, 2, 0, 1]);
+        let ctimes = |b: &[u8]| b.windows(5).filter(|w| w == b"ctime").count();
+        assert_eq!(ctimes(&bytes), 3);
         assert_eq!(Tree::decode_for(&bytes, &keys).unwrap(), t);
-        // Format 1 keys derive nothing: they keep every list and refuse a node without one.
+        // Format 1 keys derive nothing: they keep every list and every ctime, and refuse a
+        // node without a list.
         let v1 = Keys::derive(&SecretKey::from_bytes([3; 32]), Cipher::Aes256Gcm).for_format(1);
-        assert_eq!(
-            Tree::decode(&t.clone().encode_for(&v1).unwrap()).unwrap(),
-            t
-        );
+        let v1_bytes = t.clone().encode_for(&v1).unwrap();
+        assert_eq!(ctimes(&v1_bytes), 4);
+        assert_eq!(Tree::decode(&v1_bytes).unwrap(), t);
         assert!(Tree::decode_for(&bytes, &v1).is_err());
         // Nor does a file of some bytes without a BLAKE3 get a chunk.
         let mut no_hash = stored.clone();

@@ -49,6 +49,8 @@ const NAMES: &[&str] = &[
     "tree.id",
     "tree.aes-256-gcm",
     "tree_v2.plain",
+    "blob.zstd_v2.id",
+    "blob.zstd_v2.aes-256-gcm",
     "pack.data",
     "pack.data.id",
     "pack.tree",
@@ -616,8 +618,52 @@ fn tree() {
     assert_eq!(expected_tree().encode_for(&k).unwrap(), plain);
 }
 
+/// Format 2 frames its compressed blobs without zstd's magic number.
+#[test]
+fn blobs_v2() {
+    let plain = v("blob.zstd.plain");
+    let k = keys_v2(Cipher::Aes256Gcm);
+    if std::env::var_os("COFFER_PRINT_VECTORS").is_some() {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let id = BlobId(k.blob_id(plain));
+        let sealed = seal_blob(&k, BlobType::Data, &id, plain, 3).unwrap();
+        println!("blob.zstd_v2.id = {}", hex(&id.0));
+        println!("blob.zstd_v2.aes-256-gcm = {}", hex(&sealed));
+    }
+    let id = v32("blob.zstd_v2.id");
+    let digest = blake3::hash(plain);
+    assert_eq!(
+        blake3::keyed_hash(&v32("subkey.chunk_id"), digest.as_bytes()).as_bytes(),
+        &id
+    );
+    assert_eq!(k.blob_id(plain), id);
+    let sealed = v("blob.zstd_v2.aes-256-gcm");
+    assert_eq!(
+        open_blob(&k, BlobType::Data, &BlobId(id), sealed).unwrap(),
+        plain
+    );
+    // Format 1 keys expect the magic number.
+    let v1 = keys(Cipher::Aes256Gcm);
+    assert!(open_blob(&v1, BlobType::Data, &BlobId(id), sealed).is_err());
+    // Independently: the body is a zstd frame without its first 4 bytes, 28 b5 2f fd.
+    let payload = spec_open(
+        Cipher::Aes256Gcm,
+        &v32("subkey.data"),
+        &blob_ad(0, &id),
+        sealed,
+    )
+    .expect("blob.zstd_v2 opens");
+    assert_eq!(payload[0], 1);
+    let body = &payload[1..];
+    assert_ne!(body[..4], [0x28, 0xb5, 0x2f, 0xfd]);
+    let framed = [&[0x28, 0xb5, 0x2f, 0xfd][..], body].concat();
+    assert_eq!(zstd::stream::decode_all(&framed[..]).unwrap(), plain);
+    // 4 bytes shorter than the format 1 blob of the same plaintext.
+    assert_eq!(sealed.len() + 4, v("blob.zstd.aes-256-gcm").len());
+}
+
 /// A format 2 tree: `vector.txt` holding only `blob.zstd.plain`, one chunk, whose id follows
-/// from the file's BLAKE3 and is not stored.
+/// from the file's BLAKE3 and is not stored, with a ctime equal to its mtime, not stored either.
 fn expected_tree_v2() -> Tree {
     let plain = v("blob.zstd.plain");
     let k = keys_v2(Cipher::Aes256Gcm);
@@ -626,6 +672,7 @@ fn expected_tree_v2() -> Tree {
     node.size = plain.len() as u64;
     node.blake3 = Some(ObjectId(*blake3::hash(plain).as_bytes()));
     node.content = vec![BlobId(k.blob_id(plain))];
+    node.ctime = node.mtime;
     tree
 }
 
@@ -650,6 +697,7 @@ fn tree_v2() {
     // BLAKE3-keyed(K_id, blake3) of the node.
     let stored = Tree::decode(plain).unwrap();
     assert!(stored.nodes[0].content.is_empty());
+    assert!(!plain.windows(5).any(|w| w == b"ctime"));
     let hash = stored.nodes[0].blake3.unwrap();
     let id = blake3::keyed_hash(&v32("subkey.chunk_id"), &hash.0);
     assert_eq!(

@@ -109,8 +109,8 @@ pub type MasterKey = SecretKey;
 pub struct Keys {
     cipher: Cipher,
     /// The repository format these keys read and write (1 or 2): it fixes how blob ids are
-    /// computed ([`Keys::blob_id`]) and, in the blob and tree layers, the framing of
-    /// compressed blobs and trees.
+    /// computed ([`Keys::blob_id`]), how compressed blobs are framed ([`crate::blob`]) and
+    /// what trees leave out ([`crate::tree`]).
     format: u32,
     data: SecretKey,
     chunk_id: SecretKey,

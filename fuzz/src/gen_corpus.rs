@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use coffer::blob::{BlobType, seal_blob};
 use coffer::chunker::ChunkerParams;
-use coffer::config::Config;
+use coffer::config::{Config, FORMAT_VERSION};
 use coffer::crypto::{self, Cipher, Keys};
 use coffer::id::{BlobId, ObjectId};
 use coffer::index::{IndexedPack, seal_index};
@@ -171,6 +171,7 @@ fn main() -> AnyResult<()> {
     let config = Config {
         repo_id: [9; 32],
         cipher: Cipher::Aes256Gcm,
+        format: FORMAT_VERSION,
         chunker: ChunkerParams::default(),
         compression: 3,
         pack_size: 1 << 24,
@@ -196,6 +197,7 @@ fn main() -> AnyResult<()> {
     // tree
     out.put("tree", "mixed", &tree().encode()?)?;
     out.put("tree", "empty", &Tree::new(vec![]).encode()?)?;
+    out.put("tree", "format2", &tree().encode_for(keys)?)?;
 
     // snapshot: sealed and the CBOR body.
     let snap = snapshot();

@@ -19,5 +19,9 @@ fi
 command -v rustic >/dev/null || nice -n 19 cargo install --locked rustic-rs
 command -v bupstash >/dev/null || nice -n 19 cargo install --locked bupstash
 for tool in restic borg rustic bupstash; do
-    printf '%-9s %s\n' "$tool" "$("$tool" --version 2>&1 | head -1)"
+    case $tool in
+        restic) version=$(restic version 2>&1 | head -1) ;;  # restic has no --version
+        *) version=$("$tool" --version 2>&1 | head -1) ;;
+    esac
+    printf '%-9s %s\n' "$tool" "$version"
 done

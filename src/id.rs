@@ -1,6 +1,7 @@
 //! 256-bit identifiers of blobs and stored objects.
 //!
-//! A [`BlobId`] is the keyed BLAKE3 of a chunk's or tree's plaintext (see `crypto::Keys`).
+//! A [`BlobId`] is the keyed BLAKE3 of a chunk's or tree's plaintext, by way of its plain
+//! BLAKE3 in a format 2 repository (see `crypto::Keys::blob_id`).
 //! An [`ObjectId`] names a stored object (pack, index, snapshot, key slot): the plain BLAKE3 of
 //! its bytes as stored, so anyone can check an object against its name without a key and the
 //! name says nothing about the plaintext.

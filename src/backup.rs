@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -26,6 +26,7 @@ use crate::prefetch::{Entries, Prefetch, enters, list_dir};
 use crate::repo::{Repository, host_and_user};
 use crate::saver::{BlobSaver, add_to_index};
 use crate::snapshot::{SNAPSHOT_VERSION, Snapshot, Summary};
+use crate::stat::Stat;
 use crate::tree::{Node, NodeKind, Timestamp, Tree};
 
 /// Which snapshot to compare against to skip unchanged files.
@@ -338,7 +339,7 @@ impl<'r, 'p> Walker<'r, 'p> {
         if paths.iter().any(|p| p.as_os_str() == "/") {
             let meta = self.lstat(Path::new("/"))?;
             let entries = self.listing(Path::new("/"));
-            let nodes = self.dir_entries(Path::new("/"), entries, meta.dev(), parent)?;
+            let nodes = self.dir_entries(Path::new("/"), entries, meta.dev, parent)?;
             return self.save_tree(nodes);
         }
         let root = virtual_root(paths);
@@ -351,15 +352,15 @@ impl<'r, 'p> Walker<'r, 'p> {
         for (name, entry) in &dir.children {
             let old = parent.and_then(|t| t.find(name));
             let node = match entry {
-                VirtualEntry::Target(path) => match std::fs::symlink_metadata(path) {
-                    Ok(meta) => self.entry(path, name, &meta, meta.dev(), old)?,
+                VirtualEntry::Target(path) => match Stat::lstat(path) {
+                    Ok(meta) => self.entry(path, name, &meta, meta.dev, old)?,
                     Err(e) => {
                         self.warn(format!("{}: cannot back up: {e}", path.display()));
                         None
                     }
                 },
                 VirtualEntry::Between(path, sub) => {
-                    let meta = match std::fs::symlink_metadata(path) {
+                    let meta = match Stat::lstat(path) {
                         Ok(m) => m,
                         Err(e) => {
                             self.warn(format!("{}: cannot back up: {e}", path.display()));
@@ -378,9 +379,8 @@ impl<'r, 'p> Walker<'r, 'p> {
         Ok(nodes)
     }
 
-    fn lstat(&self, path: &Path) -> Result<Metadata> {
-        std::fs::symlink_metadata(path)
-            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
+    fn lstat(&self, path: &Path) -> Result<Stat> {
+        Stat::lstat(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
     }
 
     fn parent_tree(&mut self, old: Option<&Node>) -> Option<Tree> {
@@ -420,7 +420,8 @@ impl<'r, 'p> Walker<'r, 'p> {
             }
         };
         let mut nodes = Vec::with_capacity(entries.len());
-        for (name, child, meta) in entries {
+        for (name, meta) in entries.iter() {
+            let child = path.join(OsStr::from_bytes(name));
             let meta = match meta {
                 Ok(m) => m,
                 Err(e) => {
@@ -428,8 +429,8 @@ impl<'r, 'p> Walker<'r, 'p> {
                     continue;
                 }
             };
-            let old = parent.and_then(|t| t.find(&name));
-            nodes.extend(self.entry(&child, &name, &meta, root_dev, old)?);
+            let old = parent.and_then(|t| t.find(name));
+            nodes.extend(self.entry(&child, name, meta, root_dev, old)?);
         }
         Ok(nodes)
     }
@@ -439,7 +440,7 @@ impl<'r, 'p> Walker<'r, 'p> {
         &mut self,
         path: &Path,
         name: &[u8],
-        meta: &Metadata,
+        meta: &Stat,
         root_dev: u64,
         old: Option<&Node>,
     ) -> Result<Option<Node>> {

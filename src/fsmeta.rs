@@ -7,9 +7,9 @@
 //! because `chown` clears setuid and setgid.
 
 use std::collections::HashMap;
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use nix::sys::stat::{SFlag, UtimensatFlags, futimens, utimensat};
@@ -17,27 +17,8 @@ use nix::sys::time::TimeSpec;
 use xattr::FileExt;
 
 use crate::error::{Error, Result};
-use crate::tree::{Node, NodeKind, Timestamp, Xattr};
-
-/// The node kind of a file type.
-pub fn kind_of(meta: &Metadata) -> NodeKind {
-    let t = meta.file_type();
-    if t.is_dir() {
-        NodeKind::Dir
-    } else if t.is_symlink() {
-        NodeKind::Symlink
-    } else if t.is_fifo() {
-        NodeKind::Fifo
-    } else if t.is_char_device() {
-        NodeKind::CharDevice
-    } else if t.is_block_device() {
-        NodeKind::BlockDevice
-    } else if t.is_socket() {
-        NodeKind::Socket
-    } else {
-        NodeKind::File
-    }
-}
+use crate::stat::Stat;
+use crate::tree::{Node, NodeKind, Xattr};
 
 /// Caches uid/gid to name lookups for one backup.
 #[derive(Default)]
@@ -72,40 +53,29 @@ impl OwnerNames {
     }
 }
 
-fn ts(sec: i64, nsec: i64) -> Timestamp {
-    Timestamp {
-        sec,
-        nsec: nsec.clamp(0, 999_999_999) as u32,
-    }
-}
-
-/// A node for `name` from `lstat` metadata, without content, subtree or link target.
-pub fn node_from_metadata(name: &[u8], meta: &Metadata, owners: &mut OwnerNames) -> Node {
-    let kind = kind_of(meta);
+/// A node for `name` from its `lstat`, without content, subtree or link target.
+pub fn node_from_metadata(name: &[u8], meta: &Stat, owners: &mut OwnerNames) -> Node {
+    let kind = meta.kind();
     Node {
         name: name.to_vec(),
         kind,
-        mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        user: owners.user(meta.uid()),
-        group: owners.group(meta.gid()),
-        mtime: ts(meta.mtime(), meta.mtime_nsec()),
-        ctime: ts(meta.ctime(), meta.ctime_nsec()),
-        inode: meta.ino(),
-        device: meta.dev(),
-        links: meta.nlink(),
-        size: if kind == NodeKind::File {
-            meta.size()
-        } else {
-            0
-        },
+        mode: meta.mode & 0o7777,
+        uid: meta.uid,
+        gid: meta.gid,
+        user: owners.user(meta.uid),
+        group: owners.group(meta.gid),
+        mtime: meta.mtime,
+        ctime: meta.ctime,
+        inode: meta.ino,
+        device: meta.dev,
+        links: meta.nlink,
+        size: if kind == NodeKind::File { meta.size } else { 0 },
         content: Vec::new(),
         blake3: None,
         subtree: None,
         target: None,
         rdev: if matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice) {
-            meta.rdev()
+            meta.rdev
         } else {
             0
         },
@@ -234,6 +204,7 @@ pub fn apply_file_metadata(file: &File, path: &Path, node: &Node, as_root: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tree::Timestamp;
 
     #[test]
     fn file_capabilities_survive_the_owner_change() {
@@ -249,7 +220,7 @@ mod tests {
         cap[4..8].copy_from_slice(&(1u32 << 13).to_le_bytes());
         let mut node = node_from_metadata(
             b"helper",
-            &std::fs::symlink_metadata(&p).unwrap(),
+            &Stat::lstat(&p).unwrap(),
             &mut OwnerNames::default(),
         );
         node.uid = 1234;
@@ -282,11 +253,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         let file = File::create(&p).unwrap();
-        let mut node = node_from_metadata(
-            b"f",
-            &std::fs::symlink_metadata(&p).unwrap(),
-            &mut OwnerNames::default(),
-        );
+        let mut node =
+            node_from_metadata(b"f", &Stat::lstat(&p).unwrap(), &mut OwnerNames::default());
         node.mode = 0o600;
         node.mtime = Timestamp {
             sec: -86_400,
@@ -313,7 +281,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"x").unwrap();
-        let meta = std::fs::symlink_metadata(&p).unwrap();
+        let meta = Stat::lstat(&p).unwrap();
         let mut node = node_from_metadata(b"f", &meta, &mut OwnerNames::default());
         assert_eq!(node.kind, NodeKind::File);
         node.mtime = Timestamp {
@@ -322,11 +290,7 @@ mod tests {
         };
         node.mode = 0o4750;
         assert!(apply_metadata(&p, &node, false).is_empty());
-        let back = node_from_metadata(
-            b"f",
-            &std::fs::symlink_metadata(&p).unwrap(),
-            &mut OwnerNames::default(),
-        );
+        let back = node_from_metadata(b"f", &Stat::lstat(&p).unwrap(), &mut OwnerNames::default());
         assert_eq!(back.mtime, node.mtime);
         assert_eq!(back.mode, 0o4750);
     }

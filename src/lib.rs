@@ -48,6 +48,7 @@ pub mod restore;
 pub mod saver;
 pub mod sealpool;
 pub mod snapshot;
+pub mod stat;
 pub mod store;
 pub mod tree;
 pub mod verify;

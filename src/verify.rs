@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -18,10 +17,11 @@ use std::sync::mpsc::Receiver;
 use std::thread::ScopedJoinHandle;
 
 use crate::error::Result;
-use crate::fsmeta::{self, kind_of};
+use crate::fsmeta;
 use crate::id::{BlobId, ObjectId};
 use crate::repo::Repository;
-use crate::tree::{Node, NodeKind};
+use crate::stat::Stat;
+use crate::tree::{Node, NodeKind, Timestamp};
 
 /// One difference between the snapshot and the restored copy.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -97,18 +97,18 @@ pub fn verify_restored(
                     found,
                 });
             };
-            let meta = match std::fs::symlink_metadata(&path) {
+            let meta = match Stat::lstat(&path) {
                 Ok(m) => m,
                 Err(e) => {
                     fail("exists", "present".into(), format!("missing ({e})"));
                     return Ok(());
                 }
             };
-            if kind_of(&meta) != node.kind {
+            if meta.kind() != node.kind {
                 fail(
                     "type",
                     format!("{:?}", node.kind),
-                    format!("{:?}", kind_of(&meta)),
+                    format!("{:?}", meta.kind()),
                 );
                 return Ok(());
             }
@@ -123,7 +123,7 @@ pub fn verify_restored(
                         }
                     } else {
                         batch.push((counts.files, shown.clone(), path.clone(), expected));
-                        batch_bytes += meta.size();
+                        batch_bytes += meta.size;
                     }
                     if batch.len() == BATCH_FILES || batch_bytes >= BATCH_BYTES {
                         batch_bytes = 0;
@@ -131,7 +131,7 @@ pub fn verify_restored(
                         let _ = to_hashers.send(std::mem::take(&mut batch));
                     }
                     counts.files += 1;
-                    counts.bytes += meta.size();
+                    counts.bytes += meta.size;
                     if node.links > 1 {
                         links
                             .entry((node.device, node.inode))
@@ -257,37 +257,32 @@ fn joined(hashers: Vec<ScopedJoinHandle<'_, Vec<(u64, Failure)>>>) -> Vec<(u64, 
 
 fn compare_metadata(
     node: &Node,
-    meta: &Metadata,
+    meta: &Stat,
     as_root: bool,
     fail: &mut dyn FnMut(&str, String, String),
 ) {
-    if node.kind != NodeKind::Symlink && meta.mode() & 0o7777 != node.mode {
+    if node.kind != NodeKind::Symlink && meta.mode & 0o7777 != node.mode {
         fail(
             "mode",
             format!("{:04o}", node.mode),
-            format!("{:04o}", meta.mode() & 0o7777),
+            format!("{:04o}", meta.mode & 0o7777),
         );
     }
-    let mtime = (meta.mtime(), meta.mtime_nsec() as u32);
-    if mtime != (node.mtime.sec, node.mtime.nsec) {
-        fail(
-            "mtime",
-            format!("{}.{:09}", node.mtime.sec, node.mtime.nsec),
-            format!("{}.{:09}", mtime.0, mtime.1),
-        );
+    let show = |t: Timestamp| format!("{}.{:09}", t.sec, t.nsec);
+    if meta.mtime != node.mtime {
+        fail("mtime", show(node.mtime), show(meta.mtime));
     }
-    if node.kind == NodeKind::File && meta.size() != node.size {
-        fail("size", node.size.to_string(), meta.size().to_string());
+    if node.kind == NodeKind::File && meta.size != node.size {
+        fail("size", node.size.to_string(), meta.size.to_string());
     }
-    if matches!(node.kind, NodeKind::CharDevice | NodeKind::BlockDevice) && meta.rdev() != node.rdev
-    {
-        fail("device", node.rdev.to_string(), meta.rdev().to_string());
+    if matches!(node.kind, NodeKind::CharDevice | NodeKind::BlockDevice) && meta.rdev != node.rdev {
+        fail("device", node.rdev.to_string(), meta.rdev.to_string());
     }
-    if as_root && (meta.uid(), meta.gid()) != (node.uid, node.gid) {
+    if as_root && (meta.uid, meta.gid) != (node.uid, node.gid) {
         fail(
             "owner",
             format!("{}:{}", node.uid, node.gid),
-            format!("{}:{}", meta.uid(), meta.gid()),
+            format!("{}:{}", meta.uid, meta.gid),
         );
     }
 }

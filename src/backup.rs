@@ -339,7 +339,8 @@ impl<'r, 'p> Walker<'r, 'p> {
         if paths.iter().any(|p| p.as_os_str() == "/") {
             let meta = self.lstat(Path::new("/"))?;
             let entries = self.listing(Path::new("/"));
-            let nodes = self.dir_entries(Path::new("/"), entries, meta.dev, parent)?;
+            let (nodes, _) =
+                self.dir_entries(Path::new("/"), entries, meta.dev, parent.cloned())?;
             return self.save_tree(nodes);
         }
         let root = virtual_root(paths);
@@ -353,7 +354,10 @@ impl<'r, 'p> Walker<'r, 'p> {
             let old = parent.and_then(|t| t.find(name));
             let node = match entry {
                 VirtualEntry::Target(path) => match Stat::lstat(path) {
-                    Ok(meta) => self.entry(path, name, &meta, meta.dev, old)?,
+                    Ok(meta) => {
+                        let entry = self.entry(path, name, &meta, meta.dev, old.cloned())?;
+                        entry.map(|(node, _)| node)
+                    }
                     Err(e) => {
                         self.warn(format!("{}: cannot back up: {e}", path.display()));
                         None
@@ -404,23 +408,31 @@ impl<'r, 'p> Walker<'r, 'p> {
             .unwrap_or_else(|| list_dir(path, &self.excludes))
     }
 
-    /// The nodes of directory `path`, from its sorted, filtered `entries`.
+    /// The nodes of directory `path`, from its sorted, filtered `entries`, and whether they
+    /// are the `parent` snapshot's nodes of it, unchanged.
     fn dir_entries(
         &mut self,
         path: &Path,
         entries: std::io::Result<Entries>,
         root_dev: u64,
-        parent: Option<&Tree>,
-    ) -> Result<Vec<Node>> {
+        parent: Option<Tree>,
+    ) -> Result<(Vec<Node>, bool)> {
         let entries = match entries {
             Ok(entries) => entries,
             Err(e) => {
                 self.warn(format!("{}: cannot list directory: {e}", path.display()));
-                return Ok(Vec::new());
+                return Ok((Vec::new(), false));
             }
         };
+        let old_nodes = parent.map(|t| t.nodes).unwrap_or_default();
+        let old_count = old_nodes.len();
+        let mut old_nodes = old_nodes.into_iter().peekable();
         let mut nodes = Vec::with_capacity(entries.len());
+        let mut kept = 0;
         for (name, meta) in entries.iter() {
+            // Both lists are sorted by name: the parent's entries before this one are gone.
+            while old_nodes.next_if(|o| o.name.as_slice() < name).is_some() {}
+            let old = old_nodes.next_if(|o| o.name == name);
             let child = path.join(OsStr::from_bytes(name));
             let meta = match meta {
                 Ok(m) => m,
@@ -429,21 +441,91 @@ impl<'r, 'p> Walker<'r, 'p> {
                     continue;
                 }
             };
-            let old = parent.and_then(|t| t.find(name));
-            nodes.extend(self.entry(&child, name, meta, root_dev, old)?);
+            if let Some((node, same)) = self.entry(&child, name, meta, root_dev, old)? {
+                kept += usize::from(same);
+                nodes.push(node);
+            }
         }
-        Ok(nodes)
+        let same = kept == old_count && kept == nodes.len();
+        Ok((nodes, same))
     }
 
-    /// The node for one path, `None` if it was skipped with a warning.
+    /// The node for one path, and whether it is `old` (the parent snapshot's node of the same
+    /// name) unchanged; `None` if the path was skipped with a warning.
     fn entry(
         &mut self,
         path: &Path,
         name: &[u8],
         meta: &Stat,
         root_dev: u64,
+        old: Option<Node>,
+    ) -> Result<Option<(Node, bool)>> {
+        let same_meta = old
+            .as_ref()
+            .is_some_and(|o| fsmeta::same_metadata(o, meta, &mut self.owners));
+        let kind = meta.kind();
+        // An unchanged file that is not a hard link: the parent's node is the node (no
+        // building one to compare, no copying its chunk list).
+        let keep = kind == NodeKind::File
+            && meta.nlink == 1
+            && same_meta
+            && old.as_ref().is_some_and(|o| self.content_kept(o));
+        if keep && let Some(old) = old {
+            self.summary.bytes_total += old.size;
+            self.summary.files_unchanged += 1;
+            return Ok(Some((old, true)));
+        }
+        let node = match kind {
+            NodeKind::Dir => self.dir(path, name, meta, root_dev, old.as_ref(), same_meta)?,
+            NodeKind::File => self.file(path, name, meta, old.as_ref())?,
+            NodeKind::Symlink => self.symlink(path, name, meta, old.as_ref()),
+            _ => {
+                self.summary.others += 1;
+                Some(self.new_node(path, name, meta, old.as_ref()))
+            }
+        };
+        Ok(node.map(|n| {
+            let same = old.as_ref() == Some(&n);
+            (n, same)
+        }))
+    }
+
+    /// The node of directory `path`, whose own metadata is the same as `old`'s if `same_meta`.
+    fn dir(
+        &mut self,
+        path: &Path,
+        name: &[u8],
+        meta: &Stat,
+        root_dev: u64,
         old: Option<&Node>,
+        same_meta: bool,
     ) -> Result<Option<Node>> {
+        self.summary.dirs += 1;
+        let (nodes, same_nodes) = if !enters(meta, self.one_file_system, root_dev) {
+            (Vec::new(), false)
+        } else {
+            let entries = self.listing(path);
+            let old_tree = self.parent_tree(old);
+            self.dir_entries(path, entries, root_dev, old_tree)?
+        };
+        // A directory whose entries all match the parent snapshot's keeps its stored tree:
+        // no encoding and hashing it again.
+        let old_id = old
+            .and_then(|o| o.subtree)
+            .filter(|id| same_nodes && self.saver.has(id));
+        if same_meta && old_id.is_some() {
+            return Ok(old.cloned());
+        }
+        let mut node = self.new_node(path, name, meta, old);
+        node.subtree = Some(match old_id {
+            Some(id) => id,
+            None => self.save_tree(nodes)?,
+        });
+        Ok(Some(node))
+    }
+
+    /// A node for `path` from its metadata and extended attributes.
+    fn new_node(&mut self, path: &Path, name: &[u8], meta: &Stat, old: Option<&Node>) -> Node {
         let mut node = fsmeta::node_from_metadata(name, meta, &mut self.owners);
         // Changing an extended attribute changes the ctime: with the same inode and ctime as
         // in the parent snapshot, the recorded attributes still hold and need no syscall.
@@ -454,42 +536,36 @@ impl<'r, 'p> Walker<'r, 'p> {
                 Err(e) => self.warn(e.to_string()),
             },
         }
-        match node.kind {
-            NodeKind::Dir => {
-                self.summary.dirs += 1;
-                let (nodes, old_tree) = if !enters(meta, self.one_file_system, root_dev) {
-                    (Vec::new(), None)
-                } else {
-                    let entries = self.listing(path);
-                    let old_tree = self.parent_tree(old);
-                    let nodes = self.dir_entries(path, entries, root_dev, old_tree.as_ref())?;
-                    (nodes, old_tree)
-                };
-                // A directory whose entries all match the parent snapshot's keeps its stored
-                // tree: no encoding and hashing it again.
-                let old_id = old.and_then(|o| o.subtree);
-                node.subtree = Some(match (old_tree, old_id) {
-                    (Some(t), Some(id)) if t.nodes == nodes && self.saver.has(&id) => id,
-                    _ => self.save_tree(nodes)?,
-                });
-            }
-            NodeKind::File => return self.file(path, node, old),
-            NodeKind::Symlink => {
-                self.summary.others += 1;
-                match std::fs::read_link(path) {
-                    Ok(t) => node.target = Some(t.as_os_str().as_bytes().to_vec()),
-                    Err(e) => {
-                        self.warn(format!("{}: cannot read link: {e}", path.display()));
-                        return Ok(None);
-                    }
-                }
-            }
-            _ => self.summary.others += 1,
-        }
-        Ok(Some(node))
+        node
     }
 
-    fn file(&mut self, path: &Path, mut node: Node, old: Option<&Node>) -> Result<Option<Node>> {
+    fn symlink(
+        &mut self,
+        path: &Path,
+        name: &[u8],
+        meta: &Stat,
+        old: Option<&Node>,
+    ) -> Option<Node> {
+        self.summary.others += 1;
+        let mut node = self.new_node(path, name, meta, old);
+        match std::fs::read_link(path) {
+            Ok(t) => node.target = Some(t.as_os_str().as_bytes().to_vec()),
+            Err(e) => {
+                self.warn(format!("{}: cannot read link: {e}", path.display()));
+                return None;
+            }
+        }
+        Some(node)
+    }
+
+    fn file(
+        &mut self,
+        path: &Path,
+        name: &[u8],
+        meta: &Stat,
+        old: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        let mut node = self.new_node(path, name, meta, old);
         self.summary.bytes_total += node.size;
         let key = (node.device, node.inode);
         if node.links > 1
@@ -533,11 +609,17 @@ impl<'r, 'p> Walker<'r, 'p> {
 
     /// Whether the parent's node can stand for the file without reading it.
     fn unchanged(&self, old: &Node, new: &Node) -> bool {
-        old.kind == NodeKind::File
-            && old.size == new.size
+        old.size == new.size
             && old.mtime == new.mtime
             && old.ctime == new.ctime
             && old.inode == new.inode
+            && self.content_kept(old)
+    }
+
+    /// Whether `old`, a file node of the parent snapshot, has its hash and all its chunks
+    /// still in the repository.
+    fn content_kept(&self, old: &Node) -> bool {
+        old.kind == NodeKind::File
             && old.blake3.is_some()
             && old.content.iter().all(|id| self.saver.has(id))
     }

@@ -28,7 +28,7 @@ pub struct OwnerNames {
 }
 
 impl OwnerNames {
-    fn user(&mut self, uid: u32) -> Option<String> {
+    fn user(&mut self, uid: u32) -> Option<&str> {
         self.users
             .entry(uid)
             .or_insert_with(|| {
@@ -37,10 +37,10 @@ impl OwnerNames {
                     .flatten()
                     .map(|u| u.name)
             })
-            .clone()
+            .as_deref()
     }
 
-    fn group(&mut self, gid: u32) -> Option<String> {
+    fn group(&mut self, gid: u32) -> Option<&str> {
         self.groups
             .entry(gid)
             .or_insert_with(|| {
@@ -49,7 +49,21 @@ impl OwnerNames {
                     .flatten()
                     .map(|g| g.name)
             })
-            .clone()
+            .as_deref()
+    }
+}
+
+/// The size a node records: a regular file's length, 0 for anything else.
+fn recorded_size(kind: NodeKind, meta: &Stat) -> u64 {
+    if kind == NodeKind::File { meta.size } else { 0 }
+}
+
+/// The device number a node records: a device node's, 0 for anything else.
+fn recorded_rdev(kind: NodeKind, meta: &Stat) -> u64 {
+    if matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice) {
+        meta.rdev
+    } else {
+        0
     }
 }
 
@@ -62,25 +76,36 @@ pub fn node_from_metadata(name: &[u8], meta: &Stat, owners: &mut OwnerNames) -> 
         mode: meta.mode & 0o7777,
         uid: meta.uid,
         gid: meta.gid,
-        user: owners.user(meta.uid),
-        group: owners.group(meta.gid),
+        user: owners.user(meta.uid).map(str::to_owned),
+        group: owners.group(meta.gid).map(str::to_owned),
         mtime: meta.mtime,
         ctime: meta.ctime,
         inode: meta.ino,
         device: meta.dev,
         links: meta.nlink,
-        size: if kind == NodeKind::File { meta.size } else { 0 },
+        size: recorded_size(kind, meta),
         content: Vec::new(),
         blake3: None,
         subtree: None,
         target: None,
-        rdev: if matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice) {
-            meta.rdev
-        } else {
-            0
-        },
+        rdev: recorded_rdev(kind, meta),
         xattrs: Vec::new(),
     }
+}
+
+/// Whether `node` holds what [`node_from_metadata`] makes of `meta` (the name aside), without
+/// building a node to compare.
+pub fn same_metadata(node: &Node, meta: &Stat, owners: &mut OwnerNames) -> bool {
+    let kind = meta.kind();
+    node.kind == kind
+        && node.mode == meta.mode & 0o7777
+        && (node.uid, node.gid) == (meta.uid, meta.gid)
+        && (node.mtime, node.ctime) == (meta.mtime, meta.ctime)
+        && (node.inode, node.device, node.links) == (meta.ino, meta.dev, meta.nlink)
+        && node.size == recorded_size(kind, meta)
+        && node.rdev == recorded_rdev(kind, meta)
+        && node.user.as_deref() == owners.user(meta.uid)
+        && node.group.as_deref() == owners.group(meta.gid)
 }
 
 /// Reads the extended attributes of `path` (not following symlinks). File systems without
@@ -274,6 +299,46 @@ mod tests {
             Ok(Some(v)) => assert_eq!(v, b"v"),
             _ => assert_eq!(warnings.len(), 1, "{warnings:?}"),
         }
+    }
+
+    #[test]
+    fn same_metadata_notices_each_field_node_from_metadata_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"x").unwrap();
+        let meta = Stat::lstat(&p).unwrap();
+        let mut owners = OwnerNames::default();
+        let node = node_from_metadata(b"f", &meta, &mut owners);
+        assert!(same_metadata(&node, &meta, &mut owners));
+        let changes: [fn(&mut Stat); 11] = [
+            |m| m.mode ^= 0o1,
+            |m| m.mode = (m.mode & 0o7777) | SFlag::S_IFDIR.bits(),
+            |m| m.uid += 1,
+            |m| m.gid += 1,
+            |m| m.size += 1,
+            |m| m.mtime.nsec ^= 1,
+            |m| m.ctime.sec += 1,
+            |m| m.ino += 1,
+            |m| m.dev += 1,
+            |m| m.nlink += 1,
+            |m| m.mode = (m.mode & 0o7777) | SFlag::S_IFCHR.bits(),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut other = meta;
+            change(&mut other);
+            assert!(!same_metadata(&node, &other, &mut owners), "change {i}");
+            let rebuilt = node_from_metadata(b"f", &other, &mut owners);
+            assert_ne!(rebuilt, node, "change {i}");
+        }
+        let mut device = meta;
+        device.mode = (meta.mode & 0o7777) | SFlag::S_IFBLK.bits();
+        let node = node_from_metadata(b"f", &device, &mut owners);
+        device.rdev += 1;
+        assert!(!same_metadata(&node, &device, &mut owners));
+        let mut renamed = node.clone();
+        renamed.user = Some("someone else".into());
+        device.rdev -= 1;
+        assert!(!same_metadata(&renamed, &device, &mut owners));
     }
 
     #[test]

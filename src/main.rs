@@ -11,9 +11,10 @@ fn main() {
 /// memory freed into one arena is not reused for another's allocations. Buffers pass between
 /// the reading, sealing and storage threads, so that kept tens of MiB more resident at peak
 /// (10^7-chunk scale benchmark, with the index's earlier 48-byte entries: 613 MiB with the
-/// default, 568–576 MiB with one arena). The price is some contention on the one arena's lock
-/// when threads allocate at once: a few percent of the walk's time on an unchanged re-backup
-/// of small files.
+/// default, 568–576 MiB with one arena; with today's 44-byte entries, 532–557 against
+/// 485–493 MiB). The price is contention on the one arena's lock when threads allocate at
+/// once, so the backup's listing thread allocates per directory, not per entry (see
+/// `prefetch`).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn limit_malloc_arenas() {
     // SAFETY: mallopt only sets an allocator parameter, before any other thread exists.

@@ -206,6 +206,44 @@ fn incremental_backup_reads_only_changed_files() {
 }
 
 #[test]
+fn an_exclusion_added_later_drops_entries_nothing_on_disk_changed() {
+    // The directories' metadata and every remaining entry match the parent snapshot: only
+    // the count of entries tells that the tree changed.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    for name in ["a", "b.log", "c"] {
+        std::fs::write(src.join("sub").join(name), name).unwrap();
+    }
+    let loc = Location::Memory("exclusion-later".into());
+    let mut repo = init(&loc, Cipher::Aes256Gcm);
+    let first = backup(&mut repo, paths_opts(&[&src]), &NoProgress).unwrap();
+    let excluding = BackupOptions {
+        excludes: vec!["*.log".into()],
+        ..paths_opts(&[&src])
+    };
+    let second = backup(&mut repo, excluding, &NoProgress).unwrap();
+    assert_eq!(second.snapshot.parent, Some(first.id));
+    assert_eq!(second.snapshot.summary.files_unchanged, 2);
+    let names = |root: &BlobId| {
+        let mut names = Vec::new();
+        repo.walk(root, &mut |path, _| {
+            names.push(String::from_utf8_lossy(path).into_owned());
+            Ok(())
+        })
+        .unwrap();
+        names.retain(|n| n.contains("/src/"));
+        names
+    };
+    let sub = format!("{}/sub", src.display());
+    assert_eq!(
+        names(&second.snapshot.tree),
+        [sub.clone(), format!("{sub}/a"), format!("{sub}/c")]
+    );
+    assert_eq!(names(&first.snapshot.tree).len(), 4);
+}
+
+#[test]
 fn wide_and_deep_trees_are_walked_whole_and_in_order() {
     // More directories than the listing thread takes ahead (64), nested, with an excluded
     // subtree at every level: every file is found once and an unchanged re-backup reproduces

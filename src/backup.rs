@@ -93,79 +93,120 @@ pub struct BackupOutcome {
     pub warnings: Vec<String>,
 }
 
-/// Backs up, writes the snapshot, and adds the new packs to `repo`'s index.
+/// Backs up, writes the snapshot, and adds the new packs to `repo`'s index:
+/// [`Backup::start`], then [`Backup::run`].
 pub fn backup(
     repo: &mut Repository,
-    mut opts: BackupOptions,
+    opts: BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupOutcome> {
-    let started = Instant::now();
-    let time_ns = crate::clock::now_ns();
-    let (this_host, username) = host_and_user();
-    let hostname = opts.host.clone().unwrap_or(this_host);
-    let paths = absolute_paths(&opts.paths)?;
-    if paths.is_empty() && opts.stdin.is_none() {
-        return Err(Error::invalid(
-            "nothing to back up: give at least one path, or --stdin",
-        ));
+    Backup::start(opts)?.run(repo, progress)
+}
+
+/// A backup whose paths are being listed already.
+pub struct Backup {
+    opts: BackupOptions,
+    paths: Vec<PathBuf>,
+    excludes: PathFilter,
+    prefetch: Prefetch,
+    started: Instant,
+    time_ns: i64,
+}
+
+impl Backup {
+    /// Checks `opts` and starts listing its paths. Nothing here needs the repository, so a
+    /// caller that starts the backup before opening it has the listing run meanwhile (while
+    /// the index is read, or a passphrase's Argon2id runs).
+    pub fn start(opts: BackupOptions) -> Result<Backup> {
+        let started = Instant::now();
+        let time_ns = crate::clock::now_ns();
+        let paths = absolute_paths(&opts.paths)?;
+        if paths.is_empty() && opts.stdin.is_none() {
+            return Err(Error::invalid(
+                "nothing to back up: give at least one path, or --stdin",
+            ));
+        }
+        let excludes = PathFilter::new(&opts.excludes)?;
+        let roots = match opts.stdin {
+            Some(_) => Vec::new(),
+            None => walk_roots(&paths),
+        };
+        let prefetch = Prefetch::start(roots, excludes.clone(), opts.one_file_system)?;
+        Ok(Backup {
+            opts,
+            paths,
+            excludes,
+            prefetch,
+            started,
+            time_ns,
+        })
     }
-    let path_strings: Vec<String> = match &opts.stdin {
-        Some(s) => vec![format!("/{}", s.name)],
-        None => paths.iter().map(|p| p.display().to_string()).collect(),
-    };
-    let parent = find_parent(repo, &opts.parent, &hostname, &path_strings)?;
-    let stdin = opts.stdin.take();
-    let repo_ref: &Repository = repo;
-    let (tree, summary, warnings, packs) = std::thread::scope(|scope| {
-        let roots = if stdin.is_some() {
-            Vec::new()
-        } else {
-            walk_roots(&paths)
+
+    /// Backs up into `repo`, writes the snapshot, and adds the new packs to its index.
+    pub fn run(self, repo: &mut Repository, progress: &dyn Progress) -> Result<BackupOutcome> {
+        let Backup {
+            mut opts,
+            paths,
+            excludes,
+            prefetch,
+            started,
+            time_ns,
+        } = self;
+        let (this_host, username) = host_and_user();
+        let hostname = opts.host.clone().unwrap_or(this_host);
+        let path_strings: Vec<String> = match &opts.stdin {
+            Some(s) => vec![format!("/{}", s.name)],
+            None => paths.iter().map(|p| p.display().to_string()).collect(),
         };
-        let mut walker = Walker::new(repo_ref, &opts, progress, scope, roots)?;
-        // Reuse what an interrupted (or concurrent) backup already uploaded.
-        walker.saver.adopt_unindexed_packs()?;
-        let parent_root = match &parent {
-            Some((_, snap)) => Some(repo_ref.load_tree(&snap.tree)?),
-            None => None,
+        let parent = find_parent(repo, &opts.parent, &hostname, &path_strings)?;
+        let stdin = opts.stdin.take();
+        let (tree, summary, warnings, packs) = {
+            let repo: &Repository = repo;
+            let mut walker = Walker::new(repo, &opts, progress, excludes, prefetch)?;
+            // Reuse what an interrupted (or concurrent) backup already uploaded.
+            walker.saver.adopt_unindexed_packs()?;
+            let parent_root = match &parent {
+                Some((_, snap)) => Some(repo.load_tree(&snap.tree)?),
+                None => None,
+            };
+            let tree = match stdin {
+                Some(source) => walker.stdin_tree(source)?,
+                None => walker.root_tree(&paths, parent_root.as_ref())?,
+            };
+            let Walker {
+                saver,
+                mut summary,
+                warnings,
+                ..
+            } = walker;
+            let (packs, stats) = saver.finish()?;
+            summary.blobs_added = stats.blobs;
+            summary.bytes_added = stats.bytes;
+            (tree, summary, warnings, packs)
         };
-        let tree = match stdin {
-            Some(source) => walker.stdin_tree(source)?,
-            None => walker.root_tree(&paths, parent_root.as_ref())?,
+        add_to_index(repo.index_mut(), &packs);
+        let mut summary = summary;
+        summary.warnings = warnings.len() as u64;
+        summary.duration_ns = started.elapsed().as_nanos() as u64;
+        let snapshot = Snapshot {
+            version: SNAPSHOT_VERSION,
+            time_ns,
+            tree,
+            paths: path_strings,
+            hostname,
+            username,
+            tags: opts.tags.clone(),
+            parent: parent.map(|(id, _)| id),
+            program: format!("coffer {}", env!("CARGO_PKG_VERSION")),
+            summary,
         };
-        let Walker {
-            saver,
-            mut summary,
+        let id = repo.save_snapshot(&snapshot)?;
+        Ok(BackupOutcome {
+            id,
+            snapshot,
             warnings,
-            ..
-        } = walker;
-        let (packs, stats) = saver.finish()?;
-        summary.blobs_added = stats.blobs;
-        summary.bytes_added = stats.bytes;
-        Ok::<_, Error>((tree, summary, warnings, packs))
-    })?;
-    add_to_index(repo.index_mut(), &packs);
-    let mut summary = summary;
-    summary.warnings = warnings.len() as u64;
-    summary.duration_ns = started.elapsed().as_nanos() as u64;
-    let snapshot = Snapshot {
-        version: SNAPSHOT_VERSION,
-        time_ns,
-        tree,
-        paths: path_strings,
-        hostname,
-        username,
-        tags: opts.tags.clone(),
-        parent: parent.map(|(id, _)| id),
-        program: format!("coffer {}", env!("CARGO_PKG_VERSION")),
-        summary,
-    };
-    let id = repo.save_snapshot(&snapshot)?;
-    Ok(BackupOutcome {
-        id,
-        snapshot,
-        warnings,
-    })
+        })
+    }
 }
 
 fn find_parent(
@@ -300,15 +341,13 @@ const SPLIT_READ_QUEUE: usize = 1;
 const SPLIT_HASH_QUEUE: usize = 1;
 
 impl<'r, 'p> Walker<'r, 'p> {
-    fn new<'scope>(
+    fn new(
         repo: &'r Repository,
         opts: &BackupOptions,
         progress: &'p dyn Progress,
-        scope: &'scope std::thread::Scope<'scope, 'r>,
-        roots: Vec<PathBuf>,
+        excludes: PathFilter,
+        prefetch: Prefetch,
     ) -> Result<Self> {
-        let excludes = PathFilter::new(&opts.excludes)?;
-        let prefetch = Prefetch::start(scope, roots, excludes.clone(), opts.one_file_system)?;
         Ok(Walker {
             repo,
             saver: BlobSaver::new(repo)?,

@@ -20,7 +20,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::thread::Scope;
+use std::thread::JoinHandle;
 
 use nix::dir::Dir;
 use nix::fcntl::OFlag;
@@ -115,26 +115,26 @@ pub fn enters(meta: &Stat, one_file_system: bool, root_dev: u64) -> bool {
 pub struct Prefetch {
     /// `None` once the helper has finished, stopped or fallen out of step.
     listings: Option<Receiver<(PathBuf, Listing)>>,
+    helper: Option<JoinHandle<()>>,
 }
 
 impl Prefetch {
-    /// Starts the helper in `scope`, walking `roots` (the directories the walk will enter
-    /// first, in its order; anything else is skipped).
-    pub fn start<'scope>(
-        scope: &'scope Scope<'scope, '_>,
+    /// Starts the helper, walking `roots` (the directories the walk will enter first, in its
+    /// order; anything else is skipped). It may start before the walk can: the repository
+    /// need not be open yet.
+    pub fn start(
         roots: Vec<PathBuf>,
         excludes: PathFilter,
         one_file_system: bool,
     ) -> Result<Prefetch> {
         let (send, listings) = sync_channel(AHEAD);
-        std::thread::Builder::new()
+        let helper = std::thread::Builder::new()
             .name("coffer-list".into())
-            .spawn_scoped(scope, move || {
-                list_ahead(roots, &excludes, one_file_system, &send)
-            })
+            .spawn(move || list_ahead(roots, &excludes, one_file_system, &send))
             .map_err(|e| Error::io("starting the listing thread", e))?;
         Ok(Prefetch {
             listings: Some(listings),
+            helper: Some(helper),
         })
     }
 
@@ -149,6 +149,16 @@ impl Prefetch {
                 self.listings = None;
                 None
             }
+        }
+    }
+}
+
+impl Drop for Prefetch {
+    /// Stops the helper (its next send fails) and waits for it.
+    fn drop(&mut self) {
+        self.listings = None;
+        if let Some(helper) = self.helper.take() {
+            let _ = helper.join();
         }
     }
 }
@@ -242,34 +252,34 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dirs = tree(tmp.path());
         let excludes = PathFilter::new(&["*.tmp".to_string()]).unwrap();
-        std::thread::scope(|scope| {
-            let roots = vec![tmp.path().to_path_buf()];
-            let mut prefetch = Prefetch::start(scope, roots, excludes.clone(), false).unwrap();
-            for dir in &dirs {
-                let listing = prefetch.take(dir).expect("prefetched");
-                assert_eq!(names(listing), names(list_dir(dir, &excludes)));
-            }
-            assert!(
-                prefetch.take(tmp.path()).is_none(),
-                "nothing after the last"
-            );
-        });
+        let roots = vec![tmp.path().to_path_buf()];
+        let mut prefetch = Prefetch::start(roots, excludes.clone(), false).unwrap();
+        for dir in &dirs {
+            let listing = prefetch.take(dir).expect("prefetched");
+            assert_eq!(names(listing), names(list_dir(dir, &excludes)));
+        }
+        assert!(
+            prefetch.take(tmp.path()).is_none(),
+            "nothing after the last"
+        );
     }
 
     #[test]
     fn a_walk_out_of_step_falls_back_to_listing_itself() {
         let tmp = tempfile::tempdir().unwrap();
         let dirs = tree(tmp.path());
-        std::thread::scope(|scope| {
-            let roots = vec![tmp.path().to_path_buf()];
-            let excludes = PathFilter::new(&[]).unwrap();
-            let mut prefetch = Prefetch::start(scope, roots, excludes, false).unwrap();
-            assert!(prefetch.take(&dirs[0]).is_some());
-            assert!(prefetch.take(&dirs[2]).is_none(), "skipped a directory");
-            assert!(
-                prefetch.take(&dirs[3]).is_none(),
-                "stays off once out of step"
-            );
-        });
+        let roots = vec![tmp.path().to_path_buf()];
+        let excludes = PathFilter::new(&[]).unwrap();
+        let mut prefetch = Prefetch::start(roots, excludes, false).unwrap();
+        assert!(prefetch.take(&dirs[0]).is_some());
+        assert!(prefetch.take(&dirs[2]).is_none(), "skipped a directory");
+        assert!(
+            prefetch.take(&dirs[3]).is_none(),
+            "stays off once out of step"
+        );
+        // Dropped while the helper waits to send: it stops, and the drop returns.
+        let roots = vec![tmp.path().to_path_buf()];
+        let excludes = PathFilter::new(&[]).unwrap();
+        drop(Prefetch::start(roots, excludes, false).unwrap());
     }
 }

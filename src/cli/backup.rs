@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use coffer::backup::{BackupOptions, ParentChoice, Progress, StdinSource, backup};
+use coffer::backup::{Backup, BackupOptions, ParentChoice, Progress, StdinSource};
 
 use super::common::{Global, human_bytes};
 
@@ -72,9 +72,11 @@ pub fn run(global: &Global, args: Args) -> Result<i32> {
         parent,
         stdin,
     };
+    // Listing the paths starts now and runs while the repository opens.
+    let backup = Backup::start(opts)?;
     let mut repo = global.open()?;
     let progress = Bar::new(global.human());
-    let outcome = backup(&mut repo, opts, &progress)?;
+    let outcome = backup.run(&mut repo, &progress)?;
     progress.bar.finish_and_clear();
     let s = &outcome.snapshot.summary;
     if global.json {

@@ -98,10 +98,11 @@ impl Chunker {
         let center = end.min(avg).max(min);
         let gear = &*self.gear;
         let mut hash = 0u64;
-        // The position in `data[from..to]` after which `hash & mask` is first 0. Two bytes per
-        // step: the hash after the pair is `hash << 2` plus a term of the pair alone, so the
-        // loop-carried chain is one shift and one add per two bytes; the hash between them
-        // is computed beside it. Slices, not indexing: no bounds checks.
+        // The position in `data[from..to]` after which `hash & mask` is first 0. Four bytes
+        // per step: the hash after them is `hash << 4` plus a term of the four alone, so the
+        // loop-carried chain is one shift and one add per four bytes; the hashes between
+        // are computed beside it, and one branch tests all four. Slices, not indexing: no
+        // bounds checks.
         // A run of one byte `b` drives the hash to its fixed point `-gear[b]`
         // (`(h << 1) + g = h` for `h = -g`) within 64 bytes, and it stays there until the run
         // ends. So when a block of the scan ends at the fixed point without a cut, the rest of
@@ -111,20 +112,30 @@ impl Chunker {
             let mut at = 0;
             while from + at < to {
                 let block = &data[from + at..(from + at + RUN_CHECK).min(to)];
-                let mut pairs = block.chunks_exact(2);
-                for pair in &mut pairs {
-                    let (g0, g1) = (gear[pair[0] as usize], gear[pair[1] as usize]);
-                    let first = (hash << 1).wrapping_add(g0);
-                    hash = (hash << 2).wrapping_add((g0 << 1).wrapping_add(g1));
-                    if first & mask == 0 {
-                        return Some(at);
+                let mut quads = block.chunks_exact(4);
+                for quad in &mut quads {
+                    let [g0, g1, g2, g3] = [0, 1, 2, 3].map(|i| gear[quad[i] as usize]);
+                    let t1 = g0;
+                    let t2 = (t1 << 1).wrapping_add(g1);
+                    let t3 = (t2 << 1).wrapping_add(g2);
+                    let t4 = (t3 << 1).wrapping_add(g3);
+                    let h = [
+                        (hash << 1).wrapping_add(t1),
+                        (hash << 2).wrapping_add(t2),
+                        (hash << 3).wrapping_add(t3),
+                        (hash << 4).wrapping_add(t4),
+                    ];
+                    hash = h[3];
+                    let hit = (h[0] & mask == 0)
+                        | (h[1] & mask == 0)
+                        | (h[2] & mask == 0)
+                        | (h[3] & mask == 0);
+                    if hit {
+                        return h.iter().position(|h| h & mask == 0).map(|i| at + i);
                     }
-                    if hash & mask == 0 {
-                        return Some(at + 1);
-                    }
-                    at += 2;
+                    at += 4;
                 }
-                for &b in pairs.remainder() {
+                for &b in quads.remainder() {
                     hash = (hash << 1).wrapping_add(gear[b as usize]);
                     if hash & mask == 0 {
                         return Some(at);

@@ -7,9 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Tools the end-to-end tests call: setpriv (an unprivileged backup), mount/umount (tmpfs for
-# -x and full-disk tests). Debian's util-linux and mount packages; installed when missing.
-if ! command -v setpriv >/dev/null || ! command -v mount >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq util-linux mount
+# -x and full-disk tests), mkfs.ext4 (a loop-mounted ext4 for the full-disk test of direct
+# writes). Debian's util-linux, mount and e2fsprogs packages; installed when missing.
+if ! command -v setpriv >/dev/null || ! command -v mount >/dev/null \
+    || ! command -v mkfs.ext4 >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq util-linux mount e2fsprogs
 fi
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings

@@ -468,18 +468,40 @@ fn open_up(dir: &Path) {
         .unwrap();
 }
 
-/// A small tmpfs mounted at a directory (created if missing) until dropped, also when a test
-/// fails; `None` if it cannot be mounted (not root, no `mount`).
+/// A small file system mounted at a directory (created if missing) until dropped, also when
+/// a test fails; `None` if it cannot be mounted (not root, no `mount`).
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
+    /// A tmpfs of `size`: it refuses `O_DIRECT`, so packs go through `object_store`.
     fn mount(dir: PathBuf, size: &str) -> Option<Tmpfs> {
+        Self::mount_with(dir, &["-t", "tmpfs", "-o", &format!("size={size}"), "none"])
+    }
+
+    /// An ext4 file system of `mib` MiB in the file `image`, loop-mounted: packs are written
+    /// to it directly (`O_DIRECT`).
+    fn ext4(dir: PathBuf, image: &Path, mib: u64) -> Option<Tmpfs> {
+        std::fs::File::create(image)
+            .unwrap()
+            .set_len(mib << 20)
+            .unwrap();
+        let made = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(image)
+            .status()
+            .is_ok_and(|s| s.success());
+        let image = image.to_str().unwrap();
+        made.then(|| Self::mount_with(dir, &["-o", "loop", image]))
+            .flatten()
+    }
+
+    fn mount_with(dir: PathBuf, args: &[&str]) -> Option<Tmpfs> {
         if !is_root() {
             return None;
         }
         std::fs::create_dir_all(&dir).unwrap();
         let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "none"])
+            .args(args)
             .arg(&dir)
             .status()
             .is_ok_and(|s| s.success());
@@ -505,18 +527,34 @@ fn assert_full_disk_error(out: &Output) {
 
 #[test]
 fn full_disk_on_backup_is_a_clear_error() {
-    let env = Env::new();
-    let Some(_repo_disk) = Tmpfs::mount(env.repo(), "2m") else {
-        return;
-    };
-    env.init();
-    let src = env.path("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("big"), random_bytes(3 << 20, 5)).unwrap();
-    let out = env.run(&["backup", src.to_str().unwrap()]);
-    assert_full_disk_error(&out);
-    let snapshots = std::fs::read_dir(env.repo().join("snapshots")).map_or(0, |d| d.count());
-    assert_eq!(snapshots, 0, "a snapshot was written without its data");
+    // Through object_store (tmpfs), and written directly while sealed (ext4): there the disk
+    // fills during a write that runs beside the sealing.
+    for direct in [false, true] {
+        let env = Env::new();
+        let _repo_disk = match direct {
+            false => Tmpfs::mount(env.repo(), "2m"),
+            true => Tmpfs::ext4(env.repo(), &env.path("disk.img"), 8),
+        };
+        let Some(_repo_disk) = _repo_disk else {
+            return;
+        };
+        env.init();
+        let src = env.path("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let size = if direct { 16 << 20 } else { 3 << 20 };
+        std::fs::write(src.join("big"), random_bytes(size, 5)).unwrap();
+        let out = env.run(&["backup", src.to_str().unwrap()]);
+        assert_full_disk_error(&out);
+        let snapshots = std::fs::read_dir(env.repo().join("snapshots")).map_or(0, |d| d.count());
+        assert_eq!(snapshots, 0, "a snapshot was written without its data");
+        let staged: Vec<_> = std::fs::read_dir(env.repo().join("data"))
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            staged.iter().all(|n| !n.to_string_lossy().contains('#')),
+            "staging files left: {staged:?}"
+        );
+    }
 }
 
 #[test]

@@ -5,8 +5,11 @@
 //! copy into freshly allocated cache pages before the disk write; with `O_DIRECT` the disk
 //! takes the bytes from one small aligned buffer instead. On the benchmark machine, 2 GiB
 //! written as 64 synced files of 32 MiB took 6.6–8.1 s through the page cache and 2.9–3.8 s
-//! direct. Parts are written as they arrive and released once on disk, so a pack is never
-//! held whole in memory, and the object is hashed on the way, which names it.
+//! direct. Parts are copied into 1 MiB pieces as they arrive, so a pack is never held whole
+//! in memory, and the object is hashed on the way, which names it. A piece is written by a
+//! second thread while the next is filled: a direct write returns only once the disk has the
+//! bytes, and waiting for it stalled the whole backup pipeline behind it (2 GiB of
+//! incompressible data: 1.60-1.74 s with the writes inline, 1.51-1.55 s beside).
 //!
 //! Publishing follows `object_store`'s local layout, so either path reads what the other
 //! wrote: a staging file `<dir>/stream#<digits>` (listings skip names ending in `#` and
@@ -20,34 +23,118 @@ use std::fs::File;
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use bytes::Bytes;
 
 use crate::id::ObjectId;
 
-/// Bytes copied into the aligned buffer and written at once.
+/// Bytes copied into an aligned buffer and written at once.
 const PIECE: usize = 1 << 20;
 /// Alignment of buffer, offsets and lengths for `O_DIRECT` (a multiple of any block size).
 const ALIGN: usize = 4096;
 
 thread_local! {
-    /// The aligned buffer of this thread, kept for its next object.
-    static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The aligned buffers of this thread, kept for its next object.
+    static BUFFERS: std::cell::RefCell<Vec<Buffer>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `PIECE + ALIGN` bytes, of which the `PIECE` from `start` are aligned.
+struct Buffer {
+    bytes: Vec<u8>,
+    start: usize,
+}
+
+impl Buffer {
+    fn new() -> Buffer {
+        let bytes = vec![0; PIECE + ALIGN];
+        let start = bytes.as_ptr().align_offset(ALIGN);
+        Buffer { bytes, start }
+    }
+
+    fn reused() -> Buffer {
+        BUFFERS
+            .with_borrow_mut(Vec::pop)
+            .unwrap_or_else(Buffer::new)
+    }
+
+    fn piece(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.start..self.start + PIECE]
+    }
+}
+
+/// A thread writing one piece while the next is filled: a direct write returns only once the
+/// disk has the bytes, and waiting for it held up the sealing of the next blobs.
+struct Writer {
+    /// A full buffer, its length (padded), and where in the file it goes.
+    pieces: SyncSender<(Buffer, usize, u64)>,
+    /// The buffers back, with how their write went.
+    written: Receiver<(Buffer, io::Result<()>)>,
+    /// Whether a piece is out.
+    busy: bool,
+    thread: JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(file: Arc<File>) -> io::Result<Writer> {
+        let (pieces, to_write) = sync_channel::<(Buffer, usize, u64)>(1);
+        let (done, written) = sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("coffer-direct".into())
+            .spawn(move || {
+                for (mut buffer, len, offset) in to_write {
+                    let result = file.write_all_at(&buffer.piece()[..len], offset);
+                    if done.send((buffer, result)).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Writer {
+            pieces,
+            written,
+            busy: false,
+            thread,
+        })
+    }
+
+    /// Waits for the piece that is out, if any: its buffer, once written.
+    fn wait(&mut self) -> io::Result<Option<Buffer>> {
+        if !std::mem::take(&mut self.busy) {
+            return Ok(None);
+        }
+        let stopped = || io::Error::other("the direct writer thread stopped");
+        let (buffer, result) = self.written.recv().map_err(|_| stopped())?;
+        result.map(|()| Some(buffer))
+    }
+
+    /// Stops the thread once its piece is written; the buffers go back for reuse.
+    fn stop(mut self) {
+        let spare = self.wait();
+        drop(self.pieces);
+        let _ = self.thread.join();
+        if let Ok(Some(buffer)) = spare {
+            BUFFERS.with_borrow_mut(|b| b.push(buffer));
+        }
+    }
 }
 
 /// An object being written under a local directory.
 pub(crate) struct DirectObject {
     root: PathBuf,
     staging: PathBuf,
-    file: File,
-    /// `PIECE + ALIGN` bytes; the piece being filled starts at `start`, which is aligned.
-    buffer: Vec<u8>,
-    start: usize,
+    file: Arc<File>,
+    /// The piece being filled.
+    buffer: Buffer,
     filled: usize,
     written: u64,
-    /// Parts not yet wholly on disk (every part, until the first write succeeded).
+    /// Every part appended, until the first piece is on disk (when the file system may
+    /// still refuse `O_DIRECT`).
     held: Vec<Bytes>,
+    /// Writes the pieces after the first.
+    writer: Option<Writer>,
     hasher: blake3::Hasher,
 }
 
@@ -63,18 +150,15 @@ impl DirectObject {
             }
             other => other?,
         };
-        let mut buffer = BUFFER.take();
-        buffer.resize(PIECE + ALIGN, 0);
-        let start = buffer.as_ptr().align_offset(ALIGN);
         Ok(Some(DirectObject {
             root: root.to_path_buf(),
             staging,
-            file,
-            buffer,
-            start,
+            file: Arc::new(file),
+            buffer: Buffer::reused(),
             filled: 0,
             written: 0,
             held: Vec::new(),
+            writer: None,
             hasher: blake3::Hasher::new(),
         }))
     }
@@ -83,18 +167,17 @@ impl DirectObject {
     pub(crate) fn append(&mut self, parts: Vec<Bytes>) -> io::Result<()> {
         for part in parts {
             self.hasher.update(&part);
-            self.held.push(part.clone());
+            if self.written == 0 {
+                self.held.push(part.clone());
+            }
             let mut at = 0;
             while at < part.len() {
                 let n = (part.len() - at).min(PIECE - self.filled);
-                let piece = &mut self.buffer[self.start..self.start + PIECE];
-                piece[self.filled..self.filled + n].copy_from_slice(&part[at..at + n]);
+                let filled = self.filled;
+                self.buffer.piece()[filled..filled + n].copy_from_slice(&part[at..at + n]);
                 (self.filled, at) = (self.filled + n, at + n);
                 if self.filled == PIECE {
                     self.write_piece()?;
-                    // Every held part but this one is now on disk; this one too if it ended.
-                    let keep = usize::from(at < part.len());
-                    self.held.drain(..self.held.len() - keep);
                 }
             }
         }
@@ -108,6 +191,11 @@ impl DirectObject {
     ) -> io::Result<(ObjectId, String)> {
         if self.filled > 0 {
             self.write_piece()?;
+        }
+        if let Some(writer) = &mut self.writer
+            && let Some(buffer) = writer.wait()?
+        {
+            BUFFERS.with_borrow_mut(|b| b.push(buffer));
         }
         let len = self.written;
         let id = ObjectId(*self.hasher.finalize().as_bytes());
@@ -141,29 +229,57 @@ impl DirectObject {
     }
 
     /// Writes the buffered bytes at the end of the file, padded to the alignment (a padded
-    /// piece is the last one: `finish` cuts the padding).
+    /// piece is the last one: `finish` cuts the padding). The first piece is written here, so
+    /// that a file system refusing `O_DIRECT` is known before any part is let go; later ones
+    /// by the writer thread, while the next is filled.
     fn write_piece(&mut self) -> io::Result<()> {
         let padded = self.filled.next_multiple_of(ALIGN);
-        let piece = &mut self.buffer[self.start..self.start + padded];
-        piece[self.filled..].fill(0);
-        match self.file.write_all_at(piece, self.written) {
-            Err(e) if self.written == 0 && e.raw_os_error() == Some(libc::EINVAL) => {
-                return Err(io::Error::new(ErrorKind::Unsupported, e));
+        let filled = self.filled;
+        self.buffer.piece()[filled..padded].fill(0);
+        if self.written == 0 {
+            match self.file.write_all_at(&self.buffer.piece()[..padded], 0) {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    return Err(io::Error::new(ErrorKind::Unsupported, e));
+                }
+                other => other?,
             }
-            other => other?,
+            self.held.clear();
+        } else {
+            let writer = match &mut self.writer {
+                Some(writer) => writer,
+                None => self.writer.insert(Writer::start(Arc::clone(&self.file))?),
+            };
+            let next = writer.wait()?.unwrap_or_else(Buffer::reused);
+            let full = std::mem::replace(&mut self.buffer, next);
+            writer.busy = true;
+            if writer.pieces.send((full, padded, self.written)).is_err() {
+                return Err(io::Error::other("the direct writer thread stopped"));
+            }
         }
-        self.written += self.filled as u64;
+        self.written += filled as u64;
         self.filled = 0;
         Ok(())
     }
 }
 
 impl Drop for DirectObject {
-    /// The staging file goes, published or not; the buffer is kept for the next object.
+    /// The writer stops and the staging file goes, published or not; the buffers are kept
+    /// for the next object.
     fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.stop();
+        }
         let _ = std::fs::remove_file(&self.staging);
-        let buffer = std::mem::take(&mut self.buffer);
-        BUFFER.set(buffer);
+        let buffer = std::mem::replace(
+            &mut self.buffer,
+            Buffer {
+                bytes: Vec::new(),
+                start: 0,
+            },
+        );
+        if !buffer.bytes.is_empty() {
+            BUFFERS.with_borrow_mut(|b| b.push(buffer));
+        }
     }
 }
 
@@ -279,21 +395,17 @@ mod tests {
                 &bytes[..len]
             );
         }
-        // Parts are let go once their bytes are on disk.
+        // Parts are held until the first piece is on disk, and not after.
         let mut object = DirectObject::create(dir.path(), "data").unwrap().unwrap();
         let third = Bytes::copy_from_slice(&bytes[..PIECE / 3 + 1]);
         object.append(vec![third.clone(), third.clone()]).unwrap();
         assert_eq!(object.held.len(), 2);
         object.append(vec![third.clone()]).unwrap();
-        assert_eq!(
-            object.held.len(),
-            1,
-            "the part that completed the piece goes on"
-        );
+        assert!(object.held.is_empty(), "the first piece is written");
         object
             .append(vec![Bytes::copy_from_slice(&bytes[..PIECE])])
             .unwrap();
-        assert_eq!(object.held.len(), 1);
+        assert!(object.held.is_empty());
         drop(object);
         // Staging files of killed writers go once idle long enough; nothing else does.
         let data = dir.path().join("data");

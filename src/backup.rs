@@ -163,8 +163,6 @@ impl Backup {
         let (tree, summary, warnings, packs) = {
             let repo: &Repository = repo;
             let mut walker = Walker::new(repo, &opts, progress, excludes, prefetch)?;
-            // Reuse what an interrupted (or concurrent) backup already uploaded.
-            walker.saver.adopt_unindexed_packs()?;
             let parent_root = match &parent {
                 Some((_, snap)) => Some(repo.load_tree(&snap.tree)?),
                 None => None,
@@ -350,7 +348,7 @@ impl<'r, 'p> Walker<'r, 'p> {
     ) -> Result<Self> {
         Ok(Walker {
             repo,
-            saver: BlobSaver::new(repo)?,
+            saver: BlobSaver::new(repo),
             chunker: Chunker::new(repo.config().chunker, &repo.keys().chunker_seed()),
             chunk_buffer: Vec::new(),
             prefetch,

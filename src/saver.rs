@@ -1,6 +1,8 @@
 //! The blob saver: dedup, seal, pack, upload, and write the index, in commit order.
 //!
-//! Blobs already in the index, or already saved in this run, are skipped. New blobs are
+//! Blobs already in the index, or already saved in this run, are skipped. Before the first
+//! blob that the index lacks is stored, packs that no index names are adopted (see
+//! [`BlobSaver::adopt_unindexed_packs`]): a run that stores nothing never lists `data/`. New blobs are
 //! compressed and sealed by a [`SealPool`] on every core and packed into a data or tree pack
 //! as they come back; a full pack is uploaded in the background (one at a time to a local
 //! directory, two to a network store).
@@ -49,7 +51,10 @@ pub struct BlobSaver<'r> {
     seen: HashSet<BlobId>,
     /// The last chunk that was one byte repeated, (byte, length), and its id.
     last_run: Option<((u8, usize), BlobId)>,
-    pool: SealPool,
+    /// Whether unindexed packs were looked for; done once, before the first new blob.
+    adopted: bool,
+    /// Started with the first new blob: a run that stores nothing starts no sealing threads.
+    pool: Option<SealPool>,
     /// Packs being written: the pending write (which names the pack), its size and blobs.
     uploads: VecDeque<(PendingPut, u64, Vec<PackEntry>)>,
     uploaded: Vec<IndexedPack>,
@@ -58,27 +63,29 @@ pub struct BlobSaver<'r> {
 }
 
 impl<'r> BlobSaver<'r> {
-    /// A saver writing into `repo`; starts the sealing threads.
-    pub fn new(repo: &'r Repository) -> Result<Self> {
-        Ok(BlobSaver {
+    /// A saver writing into `repo`.
+    pub fn new(repo: &'r Repository) -> Self {
+        BlobSaver {
             repo,
             data: None,
             tree: None,
             seen: HashSet::new(),
             last_run: None,
-            pool: SealPool::new(repo.shared_keys(), repo.config().compression)?,
+            adopted: false,
+            pool: None,
             uploads: VecDeque::new(),
             uploaded: Vec::new(),
             written: Vec::new(),
             stats: SaverStats::default(),
-        })
+        }
     }
 
     /// Takes over packs that are stored but named by no index: leftovers of an interrupted
     /// backup, or uploads of a concurrent one. Their blobs count as stored and they are named
     /// in this run's index, so work already uploaded is not uploaded again. Packs whose header
-    /// cannot be read are left for `check` to report. Returns how many packs were adopted.
-    pub fn adopt_unindexed_packs(&mut self) -> Result<usize> {
+    /// cannot be read are left for `check` to report.
+    fn adopt_unindexed_packs(&mut self) -> Result<()> {
+        self.adopted = true;
         // What a killed backup was still writing is not a pack yet: its staging files go.
         self.repo.store().remove_abandoned_streams("data")?;
         let known: HashSet<String> = self
@@ -87,7 +94,6 @@ impl<'r> BlobSaver<'r> {
             .packs()
             .map(|(id, _)| pack_name(id))
             .collect();
-        let mut adopted = 0;
         for (name, size) in self.repo.store().list("data")? {
             if known.contains(&name) {
                 continue;
@@ -107,13 +113,12 @@ impl<'r> BlobSaver<'r> {
                 Ok(entries) => {
                     self.seen.extend(entries.iter().map(|e| e.id));
                     self.uploaded.push(IndexedPack { id, size, entries });
-                    adopted += 1;
                 }
                 Err(e) if e.kind() == crate::error::ErrorKind::Store => return Err(e),
                 Err(_) => {}
             }
         }
-        Ok(adopted)
+        Ok(())
     }
 
     /// Whether `id` is stored or being stored.
@@ -134,7 +139,7 @@ impl<'r> BlobSaver<'r> {
 
     /// [`Self::save`] for `plain` whose id the caller computed.
     pub fn save_as(&mut self, kind: BlobType, id: BlobId, plain: &[u8]) -> Result<BlobId> {
-        if !self.has(&id) {
+        if self.is_new(&id)? {
             self.store(kind, id, Bytes::copy_from_slice(plain))?;
         }
         Ok(id)
@@ -143,10 +148,21 @@ impl<'r> BlobSaver<'r> {
     /// [`Self::save`] for bytes the caller shares: a new blob is sealed without a copy.
     pub fn save_shared(&mut self, kind: BlobType, plain: Bytes) -> Result<BlobId> {
         let id = self.blob_id(&plain);
-        if !self.has(&id) {
+        if self.is_new(&id)? {
             self.store(kind, id, plain)?;
         }
         Ok(id)
+    }
+
+    /// Whether `id` is neither stored nor being stored, after adopting unindexed packs.
+    fn is_new(&mut self, id: &BlobId) -> Result<bool> {
+        if self.has(id) {
+            return Ok(false);
+        }
+        if !self.adopted {
+            self.adopt_unindexed_packs()?;
+        }
+        Ok(!self.seen.contains(id))
     }
 
     /// The keyed id of `plain`. A chunk that is one byte repeated is hashed once per run: disk
@@ -172,7 +188,14 @@ impl<'r> BlobSaver<'r> {
     fn store(&mut self, kind: BlobType, id: BlobId, plain: Bytes) -> Result<()> {
         self.seen.insert(id);
         self.stats.blobs += 1;
-        for blob in self.pool.submit(kind, id, plain)? {
+        let pool = match &mut self.pool {
+            Some(pool) => pool,
+            None => self.pool.insert(SealPool::new(
+                self.repo.shared_keys(),
+                self.repo.config().compression,
+            )?),
+        };
+        for blob in pool.submit(kind, id, plain)? {
             self.pack(blob)?;
         }
         Ok(())
@@ -252,7 +275,11 @@ impl<'r> BlobSaver<'r> {
     /// Uploads what is left, waits for every upload and writes the last index object.
     /// Returns the packs written in this run, for the caller's in-memory index.
     pub fn finish(mut self) -> Result<(Vec<IndexedPack>, SaverStats)> {
-        for blob in self.pool.finish()? {
+        let ready = match &mut self.pool {
+            Some(pool) => pool.finish()?,
+            None => Vec::new(),
+        };
+        for blob in ready {
             self.pack(blob)?;
         }
         self.flush_pack(BlobType::Data)?;
@@ -280,9 +307,8 @@ mod tests {
     use crate::repo::InitOptions;
     use crate::store::{Location, Store};
 
-    #[test]
-    fn runs_of_one_byte_get_their_keyed_id() {
-        let store = Store::open(&Location::Memory("saver-runs".into()), true).unwrap();
+    fn new_repo(name: &str) -> Repository {
+        let store = Store::open(&Location::Memory(name.into()), true).unwrap();
         let kdf = KdfParams {
             memory_kib: 8192,
             iterations: 1,
@@ -292,8 +318,52 @@ mod tests {
             kdf,
             ..Default::default()
         };
-        let (repo, _) = Repository::init(store, &Passphrase::new("pw".into()), &opts).unwrap();
-        let mut saver = BlobSaver::new(&repo).unwrap();
+        Repository::init(store, &Passphrase::new("pw".into()), &opts)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn unindexed_packs_are_adopted_before_the_first_new_blob_only() {
+        let mut repo = new_repo("saver-adopt");
+        let save = |repo: &Repository, plains: &[&[u8]]| {
+            let mut saver = BlobSaver::new(repo);
+            for plain in plains {
+                saver.save(BlobType::Data, plain).unwrap();
+            }
+            saver.finish().unwrap()
+        };
+        save(&repo, &[b"indexed"]);
+        repo.reload_index().unwrap();
+        // An interrupted run: its pack is stored, its index object is not.
+        let indexes = repo.store().list("index").unwrap();
+        let (crashed, _) = save(&repo, &[b"uploaded before the crash"]);
+        assert_eq!(crashed.len(), 1);
+        for (name, _) in repo.store().list("index").unwrap() {
+            if !indexes.iter().any(|(n, _)| *n == name) {
+                repo.store().delete(&name).unwrap();
+            }
+        }
+        repo.reload_index().unwrap();
+        assert_eq!(repo.index().packs().count(), 1);
+
+        // A run that stores nothing new does not look for unindexed packs.
+        let (packs, stats) = save(&repo, &[b"indexed"]);
+        assert!(packs.is_empty() && stats.blobs == 0);
+
+        // The first new blob brings the pack in: its blob is not stored again, and this
+        // run's index names the pack.
+        let (packs, stats) = save(&repo, &[b"uploaded before the crash", b"new"]);
+        assert_eq!(stats.blobs, 1);
+        assert!(packs.iter().any(|p| p.id == crashed[0].id));
+        repo.reload_index().unwrap();
+        assert_eq!(repo.index().packs().count(), 3);
+    }
+
+    #[test]
+    fn runs_of_one_byte_get_their_keyed_id() {
+        let repo = new_repo("saver-runs");
+        let mut saver = BlobSaver::new(&repo);
         let plains = [
             vec![0u8; 5000],
             vec![0; 5000],

@@ -7,8 +7,15 @@
 //! recently used last: the next files' blobs are then served from memory. A read that jumps
 //! elsewhere (a duplicate file whose chunks an older backup stored) fetches only a small
 //! window, since nothing says its neighbours will be wanted; if the next read follows it, that
-//! one fetches a whole window. Memory is bounded by `WINDOWS × WINDOW` bytes.
+//! one fetches a whole window. Memory is bounded by `WINDOWS × WINDOW` bytes
+//! (`REMOTE_WINDOWS × WINDOW` for a remote store).
 //! Windows hold sealed bytes only; every blob is still opened and verified by the caller.
+//!
+//! From a remote store, the windows of a stream lie on a grid of the window size: restore
+//! workers reading neighbouring files ask for the same window, and wait for it, instead of
+//! each fetching one that overlaps the others'. With these and twice the windows kept, a
+//! restore of the 686 MiB `mixed` repository from Garage downloads 1.05–1.07 GB instead of
+//! 1.41–1.46 GB.
 //!
 //! Trees are read in about the reverse of the order they were written: a directory's tree
 //! follows its subdirectories' trees in the pack, and a walk visits it before them. So trees
@@ -33,6 +40,9 @@ const JUMP_WINDOW: u64 = 128 << 10;
 const LOCAL_DIRECT: u64 = 256 << 10;
 /// Windows kept.
 const WINDOWS: usize = 4;
+/// Windows kept from a remote store, where a window evicted before its last read costs a
+/// round trip and 4 MiB of download.
+const REMOTE_WINDOWS: usize = 8;
 /// Recent fetches remembered to tell a continuing read from a jump.
 const RECENT: usize = 16;
 
@@ -164,7 +174,11 @@ impl ReadAhead {
             true => (WINDOW, self.behind),
             false => (JUMP_WINDOW, self.behind.min(JUMP_WINDOW / 2)),
         };
-        let start = range.start.saturating_sub(behind);
+        // From a remote store, a stream's windows lie on a grid (see the module's documentation).
+        let start = match self.remote && continues && self.behind == 0 {
+            true => range.start / WINDOW * WINDOW,
+            false => range.start.saturating_sub(behind),
+        };
         let end = pack_size.min(start + size);
         let window = (*pack, start, end.max(range.end));
         if let Some(s) = state.as_mut() {
@@ -190,7 +204,7 @@ impl ReadAhead {
             .ok()
             .filter(|w| w.len() as u64 == end - start);
         if let (Some(window), Some(mut s)) = (&got, self.lock()) {
-            if s.windows.len() == WINDOWS {
+            if s.windows.len() == if self.remote { REMOTE_WINDOWS } else { WINDOWS } {
                 s.windows.pop_front();
             }
             s.windows.push_back((*pack, start, window.clone()));
@@ -274,14 +288,14 @@ mod tests {
         assert!(ra.read(&ObjectId([2; 32]), size, 0..10, fetch).is_ok());
         assert_eq!(fetches(), 6);
         // A large blob that continues a read: locally fetched as asked, from a remote store
-        // as a whole window.
+        // as the whole window of the grid around it.
         let large = JUMP_WINDOW..JUMP_WINDOW + LOCAL_DIRECT;
-        for (remote, fetched) in [(false, large.end), (true, JUMP_WINDOW + WINDOW)] {
+        for (remote, fetched) in [(false, large.clone()), (true, 0..WINDOW)] {
             let ra = ReadAhead::forward(remote);
             ra.read(&id, size, 0..100, fetch).unwrap();
             let got = ra.read(&id, size, large.clone(), fetch).unwrap();
             assert_eq!(got, data.slice(large.start as usize..large.end as usize));
-            assert_eq!(pack.asked().last(), Some(&(large.start..fetched)));
+            assert_eq!(pack.asked().last(), Some(&fetched));
         }
     }
 
@@ -355,5 +369,21 @@ mod tests {
             assert_eq!(first.join().unwrap().unwrap(), data.slice(0..100));
         });
         assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Workers going on from the same stream at different offsets (the later file first)
+        // want the same window of the grid: one fetch.
+        ra.read(&pack, size, 5 << 20..(5 << 20) + 100, fetch)
+            .unwrap();
+        std::thread::scope(|scope| {
+            let first = scope.spawn(|| {
+                let ahead = (5 << 20) + 300_000;
+                ra.read(&pack, size, ahead..ahead + 100, fetch)
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let behind = (5 << 20) + 200_000;
+            let second = ra.read(&pack, size, behind..behind + 100, fetch).unwrap();
+            assert_eq!(second.len(), 100);
+            assert_eq!(first.join().unwrap().unwrap().len(), 100);
+        });
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 }

@@ -1,8 +1,8 @@
 //! The blob saver: dedup, seal, pack, upload, and write the index, in commit order.
 //!
-//! Blobs already in the index, or already saved in this run, are skipped. Before the first
-//! blob that the index lacks is stored, packs that no index names are adopted: a run that
-//! stores nothing never lists `data/`. New blobs are compressed and sealed by a [`SealPool`]
+//! Blobs already in the index, or already saved in this run, are skipped. Once a run has
+//! stored [`ADOPT_AFTER`] bytes of new blobs, packs that no index names are adopted: a run
+//! that stores nothing, or only a few changed trees and files, never lists `data/`. New blobs are compressed and sealed by a [`SealPool`]
 //! on every core and packed into a data or tree pack as they come back; a full pack is
 //! uploaded in the background (one at a time to a local directory, two to a network store).
 //! Index objects are written only for packs whose upload has finished, so an index never
@@ -27,6 +27,12 @@ use crate::store::{ObjectStream, PendingPut};
 /// interrupted backup leaves most of its work reusable.
 const INDEX_FLUSH_BLOBS: usize = 50_000;
 
+/// Plaintext bytes of new blobs a run stores before it adopts unindexed packs. Listing
+/// `data/` costs one entry per pack in the repository (one LIST per prefix on S3), and a
+/// run storing less than this would at most store again what an interrupted run left: a
+/// run whose only news is a directory's changed metadata no longer pays the listing.
+const ADOPT_AFTER: u64 = 4 << 20;
+
 /// Counts of what a run stored.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SaverStats {
@@ -50,8 +56,10 @@ pub struct BlobSaver<'r> {
     seen: HashSet<BlobId>,
     /// The last chunk that was one byte repeated, (byte, length), and its id.
     last_run: Option<((u8, usize), BlobId)>,
-    /// Whether unindexed packs were looked for; done once, before the first new blob.
+    /// Whether unindexed packs were looked for; done once, after [`ADOPT_AFTER`] new bytes.
     adopted: bool,
+    /// Plaintext bytes of the new blobs stored so far.
+    stored: u64,
     /// Started with the first new blob: a run that stores nothing starts no sealing threads.
     pool: Option<SealPool>,
     /// Packs being written: the pending write (which names the pack), its size and blobs.
@@ -71,6 +79,7 @@ impl<'r> BlobSaver<'r> {
             seen: HashSet::new(),
             last_run: None,
             adopted: false,
+            stored: 0,
             pool: None,
             uploads: VecDeque::new(),
             uploaded: Vec::new(),
@@ -153,12 +162,13 @@ impl<'r> BlobSaver<'r> {
         Ok(id)
     }
 
-    /// Whether `id` is neither stored nor being stored, after adopting unindexed packs.
+    /// Whether `id` is neither stored nor being stored, after adopting unindexed packs once
+    /// the run has stored enough to make that worth a listing.
     fn is_new(&mut self, id: &BlobId) -> Result<bool> {
         if self.has(id) {
             return Ok(false);
         }
-        if !self.adopted {
+        if !self.adopted && self.stored >= ADOPT_AFTER {
             self.adopt_unindexed_packs()?;
         }
         Ok(!self.seen.contains(id))
@@ -187,6 +197,7 @@ impl<'r> BlobSaver<'r> {
     fn store(&mut self, kind: BlobType, id: BlobId, plain: Bytes) -> Result<()> {
         self.seen.insert(id);
         self.stats.blobs += 1;
+        self.stored += plain.len() as u64;
         let pool = match &mut self.pool {
             Some(pool) => pool,
             None => self.pool.insert(SealPool::new(
@@ -323,7 +334,7 @@ mod tests {
     }
 
     #[test]
-    fn unindexed_packs_are_adopted_before_the_first_new_blob_only() {
+    fn unindexed_packs_are_adopted_once_a_run_has_stored_enough() {
         let mut repo = new_repo("saver-adopt");
         let save = |repo: &Repository, plains: &[&[u8]]| {
             let mut saver = BlobSaver::new(repo);
@@ -346,17 +357,23 @@ mod tests {
         repo.reload_index().unwrap();
         assert_eq!(repo.index().packs().count(), 1);
 
-        // A run that stores nothing new does not look for unindexed packs.
+        // A run that stores nothing new, or less than ADOPT_AFTER, leaves the pack alone.
         let (packs, stats) = save(&repo, &[b"indexed"]);
         assert!(packs.is_empty() && stats.blobs == 0);
-
-        // The first new blob brings the pack in: its blob is not stored again, and this
-        // run's index names the pack.
-        let (packs, stats) = save(&repo, &[b"uploaded before the crash", b"new"]);
+        let (packs, stats) = save(&repo, &[b"a changed tree"]);
         assert_eq!(stats.blobs, 1);
+        assert!(packs.iter().all(|p| p.id != crashed[0].id));
+        repo.reload_index().unwrap();
+        assert_eq!(repo.index().packs().count(), 2);
+
+        // Past ADOPT_AFTER the pack is brought in: its blob is not stored again, and this
+        // run's index names the pack.
+        let big = vec![7u8; ADOPT_AFTER as usize];
+        let (packs, stats) = save(&repo, &[&big, b"uploaded before the crash", b"new"]);
+        assert_eq!(stats.blobs, 2);
         assert!(packs.iter().any(|p| p.id == crashed[0].id));
         repo.reload_index().unwrap();
-        assert_eq!(repo.index().packs().count(), 3);
+        assert_eq!(repo.index().packs().count(), 4);
     }
 
     #[test]

@@ -221,13 +221,15 @@ impl Repository {
             .map(|(_, size)| Index::max_entries(*size))
             .sum();
         let mut index = Index::with_capacity(room);
-        for (name, _) in objects {
-            let sealed = self.store.get(&name)?;
-            check_name(&name, &sealed)?;
-            for pack in open_index(&self.keys, &sealed).map_err(|e| e.context(&name))? {
+        let names: Vec<String> = objects.into_iter().map(|(name, _)| name).collect();
+        self.store.get_each(&names, |name, sealed| {
+            let sealed = sealed?;
+            check_name(name, &sealed)?;
+            for pack in open_index(&self.keys, &sealed).map_err(|e| e.context(name))? {
                 index.push_pack(&pack);
             }
-        }
+            Ok(())
+        })?;
         index.sort();
         self.index = index;
         Ok(())
@@ -414,21 +416,31 @@ impl Repository {
     pub fn readable_snapshots(&self) -> Result<(SnapshotList, Vec<Error>)> {
         let mut out = Vec::new();
         let mut damaged = Vec::new();
-        for (name, _) in self.store.list("snapshots")? {
-            match self.load_snapshot(&name) {
+        let names: Vec<String> = self
+            .store
+            .list("snapshots")?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        self.store.get_each(&names, |name, sealed| {
+            match sealed.and_then(|sealed| self.open_snapshot(name, &sealed)) {
                 Ok(s) => out.push(s),
                 Err(e) if e.kind() == ErrorKind::Store => return Err(e),
                 Err(e) => damaged.push(e),
             }
-        }
+            Ok(())
+        })?;
         out.sort_by_key(|(id, s)| (s.time_ns, *id));
         Ok((out, damaged))
     }
 
     fn load_snapshot(&self, name: &str) -> Result<(ObjectId, Snapshot)> {
-        let sealed = self.store.get(name)?;
-        let id = check_name(name, &sealed)?;
-        let snap = Snapshot::open(&self.keys, &sealed)
+        self.open_snapshot(name, &self.store.get(name)?)
+    }
+
+    fn open_snapshot(&self, name: &str, sealed: &[u8]) -> Result<(ObjectId, Snapshot)> {
+        let id = check_name(name, sealed)?;
+        let snap = Snapshot::open(&self.keys, sealed)
             .map_err(|e| e.context(format!("snapshot {}", id.short())))?;
         Ok((id, snap))
     }
@@ -507,10 +519,11 @@ fn unlock_any(
     let mut unreadable = Vec::new();
     let total = slots.len();
     let mut decoded = Vec::with_capacity(total);
-    for (name, _) in slots {
-        let bytes = store.get(&name)?;
+    let names: Vec<String> = slots.into_iter().map(|(name, _)| name).collect();
+    store.get_each(&names, |name, bytes| {
+        let bytes = bytes?;
         // A slot is named by its hash, so damage is told apart from a wrong passphrase.
-        let slot = check_name(&name, &bytes)
+        let slot = check_name(name, &bytes)
             .and_then(|_| keyslot::decode(&bytes))
             .and_then(|slot| {
                 if slot.repo_id != repo_id {
@@ -521,10 +534,11 @@ fn unlock_any(
                 Ok(slot)
             });
         match slot {
-            Ok(slot) => decoded.push((name, slot)),
+            Ok(slot) => decoded.push((name.to_string(), slot)),
             Err(e) => unreadable.push(e.to_string()),
         }
-    }
+        Ok(())
+    })?;
     // A recovery key (a key file for unattended runs) opens its slot without running
     // Argon2id on the passphrase slots first.
     if passphrase.is_recovery_key() {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: what CI runs (.ci/run calls this).
 #   formatting and lints → a local Garage S3 server → unit, property, integration and
-#   end-to-end tests (debug), S3 included → the 10 GiB streaming test (release) → a short run
-#   of every fuzz target.
+#   end-to-end tests (debug), S3 included → doc tests and API docs without warnings → the
+#   10 GiB streaming test (release) → a short run of every fuzz target.
 # COFFER_STREAM_GIB, COFFER_CRASH_TRIALS and FUZZ_SECONDS shorten the long steps locally.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,5 +23,6 @@ echo "test.sh: Garage serves the S3 tests at $AWS_ENDPOINT_URL ($COFFER_S3_TEST_
 
 cargo test --all-targets
 cargo test --doc
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps  # broken or private links in the API docs
 cargo test --release --test streaming -- --ignored --nocapture
 scripts/fuzz.sh

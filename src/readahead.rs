@@ -52,7 +52,7 @@ const RECENT: usize = 16;
 /// waits for that window instead of asking the store for it again: restore workers start on
 /// neighbouring files at once, and without this each of them would download the same window.
 /// A local read is cheaper than the wait, so there each thread fetches for itself, and reads
-/// of [`LOCAL_DIRECT`] bytes or more bypass the windows.
+/// of 256 KiB (`LOCAL_DIRECT`) or more bypass the windows.
 #[derive(Default)]
 pub struct ReadAhead {
     remote: bool,

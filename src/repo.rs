@@ -221,8 +221,7 @@ impl Repository {
             .map(|(_, size)| Index::max_entries(*size))
             .sum();
         let mut index = Index::with_capacity(room);
-        let names: Vec<String> = objects.into_iter().map(|(name, _)| name).collect();
-        self.store.get_each(&names, |name, sealed| {
+        self.store.get_each(&objects, |name, sealed| {
             let sealed = sealed?;
             check_name(name, &sealed)?;
             for pack in open_index(&self.keys, &sealed).map_err(|e| e.context(name))? {
@@ -416,13 +415,8 @@ impl Repository {
     pub fn readable_snapshots(&self) -> Result<(SnapshotList, Vec<Error>)> {
         let mut out = Vec::new();
         let mut damaged = Vec::new();
-        let names: Vec<String> = self
-            .store
-            .list("snapshots")?
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        self.store.get_each(&names, |name, sealed| {
+        let listing = self.store.list("snapshots")?;
+        self.store.get_each(&listing, |name, sealed| {
             match sealed.and_then(|sealed| self.open_snapshot(name, &sealed)) {
                 Ok(s) => out.push(s),
                 Err(e) if e.kind() == ErrorKind::Store => return Err(e),
@@ -519,8 +513,7 @@ fn unlock_any(
     let mut unreadable = Vec::new();
     let total = slots.len();
     let mut decoded = Vec::with_capacity(total);
-    let names: Vec<String> = slots.into_iter().map(|(name, _)| name).collect();
-    store.get_each(&names, |name, bytes| {
+    store.get_each(&slots, |name, bytes| {
         let bytes = bytes?;
         // A slot is named by its hash, so damage is told apart from a wrong passphrase.
         let slot = check_name(name, &bytes)

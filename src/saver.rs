@@ -1,13 +1,14 @@
 //! The blob saver: dedup, seal, pack, upload, and write the index, in commit order.
 //!
 //! Blobs already in the index, or already saved in this run, are skipped. Once a run has
-//! stored [`ADOPT_AFTER`] bytes of new blobs, packs that no index names are adopted: a run
-//! that stores nothing, or only a few changed trees and files, never lists `data/`. New blobs are compressed and sealed by a [`SealPool`]
-//! on every core and packed into a data or tree pack as they come back; a full pack is
-//! uploaded in the background (one at a time to a local directory, two to a network store).
-//! Index objects are written only for packs whose upload has finished, so an index never
-//! names a missing pack. The caller writes the snapshot only after
-//! [`BlobSaver::finish`], which gives the order packs → index → snapshot.
+//! stored 4 MiB (`ADOPT_AFTER`) of new blobs, packs that no index names are adopted: a run
+//! that stores nothing, or only a few changed trees and files, never lists `data/`. New
+//! blobs are compressed and sealed by a [`SealPool`] on every core and packed into a data
+//! or tree pack as they come back; a full pack is uploaded in the background (one at a time
+//! to a local directory, two to a network store). Index objects are written only for packs
+//! whose upload has finished, so an index never names a missing pack. The caller writes the
+//! snapshot only after [`BlobSaver::finish`], which gives the order packs → index →
+//! snapshot.
 
 use std::collections::{HashSet, VecDeque};
 

@@ -5,7 +5,7 @@
 //! whole-file BLAKE3, permission bits, mtime, symlink target, device numbers, extended
 //! attributes, owner (when running as root) and hardlink structure. Every difference becomes a
 //! [`Failure`] naming the path, what was expected and what was found. A large file is read
-//! back while the restore writes it, by a [`Follower`], and is not read a second time.
+//! back while the restore writes it, by a `Follower`, and is not read a second time.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;

@@ -6,7 +6,7 @@
 //! engine needs. Wrappers (fault injection, a bound on concurrent requests, bandwidth limits,
 //! retries with time-outs) are composed in one place, [`compose`]. Two shortcuts for a local
 //! directory when no wrapper needs to see the requests: ranged reads (restore's hot path) read
-//! the file directly, and background writes (packs) bypass the page cache ([`direct`]). It
+//! the file directly, and background writes (packs) bypass the page cache (module `direct`). It
 //! knows object names, never their contents.
 
 mod direct;
@@ -418,17 +418,18 @@ impl Store {
             .map_err(|e| Error::from(e).context(format!("reading {name}")))
     }
 
-    /// Reads the whole objects `names` and hands each result to `each`, in the order of
-    /// `names`. Several reads are in flight at once ([`Self::reads_in_flight`]), so a
-    /// repository of many small objects (snapshots, index objects) on a network store opens
-    /// in a few round trips' time, not one per object. Stops at the first error `each`
-    /// returns; reads still in flight then finish unobserved.
+    /// Reads the whole objects of `listing` (names and sizes, as [`Self::list`] gives them)
+    /// and hands each result to `each`, in the listing's order. Several reads are in flight
+    /// at once (eight from a network store, two from a directory), so a repository of many
+    /// small objects (snapshots, index objects) on a network store opens in a few round
+    /// trips' time, not one per object. Stops at the first error `each` returns; reads still
+    /// in flight then finish unobserved.
     pub fn get_each(
         &self,
-        names: &[String],
+        listing: &[(String, u64)],
         mut each: impl FnMut(&str, Result<Bytes>) -> Result<()>,
     ) -> Result<()> {
-        let mut names = names.iter();
+        let mut names = listing.iter().map(|(name, _)| name);
         let mut pending = std::collections::VecDeque::new();
         loop {
             while pending.len() < self.reads_in_flight()
@@ -837,10 +838,11 @@ mod tests {
     #[test]
     fn whole_reads_in_flight_are_handed_over_in_order() {
         let store = Store::open(&Location::Memory("get-each".into()), true).unwrap();
-        let names: Vec<String> = (0..40).map(|i| format!("o/{i:02}")).collect();
-        for (i, name) in names.iter().enumerate() {
-            if i != 17 {
-                store.put_new(name, Bytes::from(vec![i as u8; i])).unwrap();
+        let listing: Vec<(String, u64)> = (0..40).map(|i| (format!("o/{i:02}"), i)).collect();
+        for (name, size) in &listing[..] {
+            if *size != 17 {
+                let bytes = vec![*size as u8; *size as usize];
+                store.put_new(name, Bytes::from(bytes)).unwrap();
             }
         }
         // Random delays finish the two reads in flight out of order; they are handed over
@@ -851,7 +853,7 @@ mod tests {
             ..FaultPlan::default()
         });
         let mut seen = Vec::new();
-        slow.get_each(&names, |name, bytes| {
+        slow.get_each(&listing, |name, bytes| {
             match bytes {
                 Ok(b) => assert_eq!(b, vec![b.len() as u8; b.len()]),
                 Err(e) => {
@@ -863,10 +865,10 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!(seen, names);
+        assert!(seen.iter().eq(listing.iter().map(|(name, _)| name)));
         // An error from the caller stops the reads.
         let mut handed = 0;
-        let stopped = slow.get_each(&names, |name, _| {
+        let stopped = slow.get_each(&listing, |name, _| {
             handed += 1;
             if name == "o/05" {
                 return Err(Error::corrupt("o/05 is bad"));

@@ -854,8 +854,9 @@ mod tests {
         });
         let mut seen = Vec::new();
         slow.get_each(&listing, |name, bytes| {
+            let i: usize = name["o/".len()..].parse().unwrap();
             match bytes {
-                Ok(b) => assert_eq!(b, vec![b.len() as u8; b.len()]),
+                Ok(b) => assert_eq!(b, vec![i as u8; i], "{name} got another object's bytes"),
                 Err(e) => {
                     assert_eq!(e.kind(), ErrorKind::NotFound);
                     assert!(e.to_string().contains("o/17"), "{e}");

@@ -16,7 +16,9 @@
 //! neighbouring chunks with one ranged read (for a large file, on two threads of their own
 //! that open chunks while the worker puts them in order and writes them). Directory metadata
 //! is applied once every file is written, deepest first, and the target file system is synced
-//! once at the end (and in the background meanwhile) instead of per file.
+//! once at the end instead of per file. (Syncing it every half second while restoring, to
+//! start the disk's writes early, made the `mixed` restore 0.1 s slower: each sync's journal
+//! commit holds up the creation of files.)
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -25,8 +27,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use bytes::Bytes;
 
@@ -129,10 +130,7 @@ pub fn restore_then<T>(
         written: &written,
         out: RestoreOutcome::default(),
     };
-    let (stop_flushing, flush_stop) = std::sync::mpsc::channel::<()>();
     let walked = std::thread::scope(|scope| {
-        let target = &opts.target;
-        scope.spawn(move || flush_while_restoring(target, &flush_stop));
         let workers: Result<Vec<_>> = (0..threads)
             .map(|i| {
                 std::thread::Builder::new()
@@ -153,7 +151,6 @@ pub fn restore_then<T>(
         let joined = workers
             .into_iter()
             .try_for_each(|w| w.join().map_err(|_| worker_died()));
-        drop(stop_flushing);
         joined.and(walked)
     });
     let state = std::mem::take(&mut *written.lock().map_err(|_| worker_died())?);
@@ -503,15 +500,6 @@ fn open_chunk(
         zero_ids.insert(*id, len);
     }
     Ok(chunk)
-}
-
-/// Flushes the target's file system every half second until `stop` closes, so the disk
-/// writes overlap the restore and the final sync has little left to do. Errors are left to
-/// the final sync to report.
-fn flush_while_restoring(target: &Path, stop: &Receiver<()>) {
-    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(500)) {
-        let _ = sync_file_system(target);
-    }
 }
 
 /// Flushes everything written to the target's file system, so that a finished restore is on

@@ -411,6 +411,9 @@ impl Store {
 
     /// Reads a whole object.
     pub fn get(&self, name: &str) -> Result<Bytes> {
+        if let Some(root) = self.local_path(name) {
+            return read_local(root, name, None);
+        }
         let path = ObjectPath::from(name);
         let store = self.inner.clone();
         self.runtime
@@ -419,16 +422,23 @@ impl Store {
     }
 
     /// Reads the whole objects of `listing` (names and sizes, as [`Self::list`] gives them)
-    /// and hands each result to `each`, in the listing's order. Several reads are in flight
-    /// at once (eight from a network store, two from a directory), so a repository of many
-    /// small objects (snapshots, index objects) on a network store opens in a few round
-    /// trips' time, not one per object. Stops at the first error `each` returns; reads still
-    /// in flight then finish unobserved.
+    /// and hands each result to `each`, in the listing's order. From a network store eight
+    /// reads are in flight at once, so a repository of many small objects (snapshots, index
+    /// objects) opens in a few round trips' time, not one per object. A directory is read on
+    /// the calling thread, one object after another: with two reads in flight on the
+    /// runtime's threads, the hand-offs cost more than the overlap saved (a cold unchanged
+    /// backup of the `image` dataset took 3–5 ms longer). Stops at the first error `each`
+    /// returns; reads still in flight then finish unobserved.
     pub fn get_each(
         &self,
         listing: &[(String, u64)],
         mut each: impl FnMut(&str, Result<Bytes>) -> Result<()>,
     ) -> Result<()> {
+        if self.local_reads.is_some() {
+            return listing
+                .iter()
+                .try_for_each(|(name, _)| each(name, self.get(name)));
+        }
         let mut names = listing.iter().map(|(name, _)| name);
         let mut pending = std::collections::VecDeque::new();
         loop {
@@ -462,10 +472,8 @@ impl Store {
 
     /// Reads `range` of an object.
     pub fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes> {
-        if let Some(root) = &self.local_reads
-            && plain_name(name)
-        {
-            return read_local(root, name, range);
+        if let Some(root) = self.local_path(name) {
+            return read_local(root, name, Some(range));
         }
         let path = ObjectPath::from(name);
         let bytes = self
@@ -539,6 +547,11 @@ impl Store {
     /// Whether the store is reached over the network.
     pub fn is_remote(&self) -> bool {
         self.remote
+    }
+
+    /// The directory to read `name` from directly, if reads may skip the wrappers.
+    fn local_path(&self, name: &str) -> Option<&Path> {
+        self.local_reads.as_deref().filter(|_| plain_name(name))
     }
 
     /// Background writes worth having in flight at once: a streamed local pack is all but
@@ -681,10 +694,11 @@ fn plain_name(name: &str) -> bool {
     })
 }
 
-/// Reads `range` of the object `name` in the directory `root` on the calling thread, into
-/// a buffer that is not zeroed first: restore's reads skip a hand-off to the runtime's
-/// blocking pool and a `memset` of every window that `object_store`'s local reads make.
-fn read_local(root: &Path, name: &str, range: Range<u64>) -> Result<Bytes> {
+/// Reads `range` of the object `name` (all of it if `None`) in the directory `root` on the
+/// calling thread, into a buffer that is not zeroed first: reads skip a hand-off to the
+/// runtime's blocking pool and a `memset` of every window that `object_store`'s local reads
+/// make.
+fn read_local(root: &Path, name: &str, range: Option<Range<u64>>) -> Result<Bytes> {
     use std::io::{Read, Seek, SeekFrom};
     let failed = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => Error::new(
@@ -694,6 +708,11 @@ fn read_local(root: &Path, name: &str, range: Range<u64>) -> Result<Bytes> {
         _ => Error::io(format!("reading {name}"), e),
     };
     let mut file = std::fs::File::open(root.join(name)).map_err(failed)?;
+    let Some(range) = range else {
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf).map_err(failed)?;
+        return Ok(Bytes::from(buf));
+    };
     file.seek(SeekFrom::Start(range.start)).map_err(failed)?;
     let len = range.end.saturating_sub(range.start);
     let mut buf = Vec::with_capacity(len as usize);

@@ -11,10 +11,10 @@
 //! failure, never a silent partial result.
 //!
 //! The walk over the trees runs on the calling thread and creates every entry in order;
-//! file content and metadata are written by two workers per core, which take the files in
-//! batches of neighbours (one wake-up per batch, not per file) and fetch each file's
-//! neighbouring chunks with one ranged read (for a large file, on two threads of their own
-//! that open chunks while the worker puts them in order and writes them). Directory metadata
+//! file content and metadata are written by two workers per core (four from a network store),
+//! which take the files in batches of neighbours (one wake-up per batch, not per file) and
+//! fetch each file's neighbouring chunks with one ranged read (for a large file, on two threads
+//! of their own that open chunks while the worker puts them in order and writes them). Directory metadata
 //! is applied once every file is written, deepest first, and the target file system is synced
 //! once at the end instead of per file. (Syncing it every half second while restoring, to
 //! start the disk's writes early, made the `mixed` restore 0.1 s slower: each sync's journal
@@ -111,8 +111,11 @@ pub fn restore_then<T>(
         as_root,
         hash_files: !opts.read_back,
     };
-    // Two workers per core: while one waits for a read or the disk, the other decrypts.
-    let threads = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Two workers per core: while one waits for a read or the disk, the other decrypts. From
+    // a network store, four: a worker waits a round trip for each window, and with two per
+    // core the `mixed` restore from Garage on loopback took 6.3-6.7 s instead of 5.6.
+    let per_core = if repo.store().is_remote() { 4 } else { 2 };
+    let threads = per_core * std::thread::available_parallelism().map_or(1, |n| n.get());
     let written = Mutex::new(Written::default());
     let (jobs, queue) = sync_channel(threads);
     let queue = Mutex::new(queue);

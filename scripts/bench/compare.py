@@ -1071,8 +1071,9 @@ def markdown(results: dict) -> str:
         "Throughput is the dataset's bytes (MB = 10⁶ bytes) or regular files divided by that time, "
         f"also for the unchanged re-backup. An unchanged re-backup that took less than {REPEAT_BELOW:g} s "
         f"is run {REPEATS} times in all (the page cache levelled before each, each run a new "
-        "snapshot, the tools taking turns: one run each per round) and the median time is reported (all times are in benchmarks.json), with the "
-        "largest peak memory: one run of tens of milliseconds varied by half from run to run.",
+        "snapshot, the tools taking turns: one run each per round) and the median time is "
+        "reported (all times are in benchmarks.json), with the largest peak memory: one run of "
+        "tens of milliseconds varied by half from run to run.",
         "- **Memory** is the peak resident set size of the tool's process: `ru_maxrss` from "
         "`os.wait4` on its pid (the largest of the process and any child it waited for). A process "
         "started directly from the benchmark would inherit the benchmark's own peak in `ru_maxrss`, "

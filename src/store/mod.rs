@@ -465,7 +465,8 @@ impl Store {
     }
 
     /// Whole-object reads [`Self::get_each`] keeps in flight: a network store answers each
-    /// after a round trip, a local directory after a short system call.
+    /// after a round trip, a directory read through the wrappers (faults, a download limit)
+    /// after a short system call.
     fn reads_in_flight(&self) -> usize {
         if self.is_remote() { 8 } else { 2 }
     }

@@ -219,17 +219,11 @@ fn find_parent(
         ParentChoice::Auto => {
             let mut wanted = paths.to_vec();
             wanted.sort();
-            // A damaged snapshot cannot be a parent; `check` reports it.
-            Ok(repo
-                .readable_snapshots()?
-                .0
-                .into_iter()
-                .rev()
-                .find(|(_, s)| {
-                    let mut p = s.paths.clone();
-                    p.sort();
-                    s.hostname == host && p == wanted
-                }))
+            repo.latest_snapshot_where(|s| {
+                let mut p = s.paths.clone();
+                p.sort();
+                s.hostname == host && p == wanted
+            })
         }
     }
 }

@@ -54,6 +54,11 @@ impl Default for InitOptions {
 /// The most bytes one ranged read of a pack fetches when reading several blobs.
 pub const MAX_BATCH_READ: u64 = 4 << 20;
 
+/// Snapshots read at once while searching for the latest one of a kind
+/// ([`Repository::latest_snapshot_where`]): enough to keep a network store's concurrent reads
+/// busy, few enough that a search that ends early reads little.
+pub const SEARCH_BATCH: usize = 8;
+
 /// An open repository.
 pub struct Repository {
     store: Store,
@@ -428,6 +433,47 @@ impl Repository {
         Ok((out, damaged))
     }
 
+    /// The latest readable snapshot that `wanted` accepts, found without reading every
+    /// snapshot: they are read the most recently stored first, [`SEARCH_BATCH`] at a time,
+    /// until one is accepted and every snapshot not yet read was stored before it. Of those
+    /// read and accepted, the one with the latest `time_ns` is returned. The store's times
+    /// only order the search: what is returned is authenticated like any snapshot.
+    /// Damaged snapshots are skipped (`check` reports them).
+    pub fn latest_snapshot_where(
+        &self,
+        wanted: impl Fn(&Snapshot) -> bool,
+    ) -> Result<Option<(ObjectId, Snapshot)>> {
+        let listing = self.store.list_newest_first("snapshots")?;
+        let mut best: Option<(ObjectId, Snapshot)> = None;
+        let mut stored_at = None;
+        for batch in listing.chunks(SEARCH_BATCH) {
+            if stored_at.is_some_and(|t| batch[0].modified < t) {
+                break;
+            }
+            let names: Vec<(String, u64)> =
+                batch.iter().map(|d| (d.name.clone(), d.size)).collect();
+            self.store.get_each(&names, |name, sealed| {
+                match sealed.and_then(|sealed| self.open_snapshot(name, &sealed)) {
+                    Ok((id, snap)) if wanted(&snap) => {
+                        let modified = batch.iter().find(|d| d.name == name).map(|d| d.modified);
+                        stored_at = stored_at.max(modified);
+                        if best
+                            .as_ref()
+                            .is_none_or(|(b, s)| (s.time_ns, *b) < (snap.time_ns, id))
+                        {
+                            best = Some((id, snap));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::Store => return Err(e),
+                    Err(_) => {}
+                }
+                Ok(())
+            })?;
+        }
+        Ok(best)
+    }
+
     fn load_snapshot(&self, name: &str) -> Result<(ObjectId, Snapshot)> {
         self.open_snapshot(name, &self.store.get(name)?)
     }
@@ -560,4 +606,78 @@ fn unlock_any(
         );
     }
     Err(Error::new(ErrorKind::WrongPassword, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Location;
+
+    fn snapshot(host: &str, time_ns: i64) -> Snapshot {
+        Snapshot {
+            version: crate::snapshot::SNAPSHOT_VERSION,
+            time_ns,
+            tree: BlobId([7; 32]),
+            paths: vec!["/data".into()],
+            hostname: host.into(),
+            username: "u".into(),
+            tags: Vec::new(),
+            parent: None,
+            program: "test".into(),
+            summary: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_latest_snapshot_of_a_kind_is_found_newest_stored_first() {
+        let store = Store::open(&Location::Memory("latest-where".into()), true).unwrap();
+        let opts = InitOptions {
+            kdf: KdfParams {
+                memory_kib: 8192,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..Default::default()
+        };
+        let repo = Repository::init(store, &Passphrase::new("pw".into()), &opts)
+            .unwrap()
+            .0;
+        let host = |name: &'static str| move |s: &Snapshot| s.hostname == name;
+        let save = |s: Snapshot| {
+            let id = repo.save_snapshot(&s).unwrap();
+            // The memory store's times have microseconds: keep the stored order clear.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            id
+        };
+        assert!(repo.latest_snapshot_where(host("a")).unwrap().is_none());
+        // `a` at time 100, then three batches of `b`, then `a` again with an earlier time
+        // (its clock went back), a newer `c`, and a damaged object stored last.
+        let first_a = save(snapshot("a", 100));
+        for t in 0..3 * SEARCH_BATCH as i64 {
+            save(snapshot("b", 200 + t));
+        }
+        let late_a = save(snapshot("a", 50));
+        save(snapshot("c", 60));
+        repo.store
+            .put_new(
+                &format!("snapshots/{}", ObjectId([1; 32])),
+                Bytes::from_static(b"junk"),
+            )
+            .unwrap();
+        // The last stored `a` wins: the search stops before the batches of `b` below it.
+        let (id, snap) = repo.latest_snapshot_where(host("a")).unwrap().unwrap();
+        assert_eq!((id, snap.time_ns), (late_a, 50));
+        let (_, snap) = repo.latest_snapshot_where(host("b")).unwrap().unwrap();
+        assert_eq!(snap.time_ns, 200 + 3 * SEARCH_BATCH as i64 - 1);
+        assert!(repo.latest_snapshot_where(host("d")).unwrap().is_none());
+        // Of those read, the latest time wins: both `e`s are in the newest batch.
+        save(snapshot("e", 300));
+        save(snapshot("e", 250));
+        let (_, snap) = repo.latest_snapshot_where(host("e")).unwrap().unwrap();
+        assert_eq!(snap.time_ns, 300);
+        // Once the last stored `a` is gone, the search goes on to the first.
+        repo.store.delete(&format!("snapshots/{late_a}")).unwrap();
+        let (id, _) = repo.latest_snapshot_where(host("a")).unwrap().unwrap();
+        assert_eq!(id, first_a);
+    }
 }

@@ -11,6 +11,7 @@
 
 mod direct;
 mod fault;
+mod local;
 mod retry;
 mod throttle;
 mod validate;
@@ -568,20 +569,50 @@ impl Store {
 
     /// Names and sizes of every object under `prefix`, sorted by name.
     pub fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let mut items: Vec<(String, u64)> = self
+            .list_dated(prefix)?
+            .into_iter()
+            .map(|d| (d.name, d.size))
+            .collect();
+        items.sort();
+        Ok(items)
+    }
+
+    /// Lists the objects under `prefix` with when the store last modified each, the most
+    /// recent first (ties by name). The times come from the store and are not authenticated.
+    pub fn list_newest_first(&self, prefix: &str) -> Result<Vec<Dated>> {
+        let mut items = self.list_dated(prefix)?;
+        items.sort_by(|a, b| {
+            b.modified
+                .cmp(&a.modified)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        Ok(items)
+    }
+
+    /// The objects under `prefix`, unsorted: from a local directory straight from the file
+    /// system (see [`local`]), else through `object_store`.
+    fn list_dated(&self, prefix: &str) -> Result<Vec<Dated>> {
+        if let Some(root) = &self.local_reads
+            && let Some(items) = local::list(root, prefix)?
+        {
+            return Ok(items);
+        }
         let path = ObjectPath::from(prefix);
         let store = self.inner.clone();
-        let mut items: Vec<(String, u64)> = self
-            .runtime
+        self.runtime
             .block_on(async move {
                 store
                     .list(Some(&path))
-                    .map_ok(|m| (m.location.to_string(), m.size))
+                    .map_ok(|m| Dated {
+                        name: m.location.to_string(),
+                        size: m.size,
+                        modified: m.last_modified,
+                    })
                     .try_collect()
                     .await
             })
-            .map_err(|e| Error::from(e).context(format!("listing {prefix}/")))?;
-        items.sort();
-        Ok(items)
+            .map_err(|e| Error::from(e).context(format!("listing {prefix}/")))
     }
 
     /// Deletes an object.
@@ -591,6 +622,17 @@ impl Store {
             .block_on(self.inner.delete(&path))
             .map_err(|e| Error::from(e).context(format!("deleting {name}")))
     }
+}
+
+/// An object listed with its size and last modification time (as the store reports it).
+#[derive(Debug, Clone)]
+pub struct Dated {
+    /// The object's name, as in [`Store::list`].
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When the store last modified it.
+    pub modified: chrono::DateTime<chrono::Utc>,
 }
 
 /// Create-only write. Objects are content-addressed, so "already exists" means another
@@ -827,6 +869,14 @@ mod tests {
         assert_eq!(&store.get("a/b").unwrap()[..], b"hello");
         assert_eq!(&store.get_range("a/b", 1..3).unwrap()[..], b"el");
         assert_eq!(store.list("a").unwrap(), vec![("a/b".to_string(), 5)]);
+        // The direct listing shows what object_store's does: no staging files.
+        std::fs::write(dir.path().join("repo/a/c#3"), b"partial").unwrap();
+        let through_object_store = store.with_faults(FaultPlan::default());
+        assert_eq!(
+            store.list("a").unwrap(),
+            through_object_store.list("a").unwrap()
+        );
+        std::fs::remove_file(dir.path().join("repo/a/c#3")).unwrap();
         assert_eq!(store.get("a/c").unwrap_err().kind(), ErrorKind::NotFound);
         // Ranged reads and background writes take the direct paths; reads fail as the
         // object_store path does. A limit on one direction turns off that direction's path.

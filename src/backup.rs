@@ -169,7 +169,7 @@ impl Backup {
         };
         let parent = find_parent(repo, &opts.parent, &hostname, &path_strings)?;
         let stdin = opts.stdin.take();
-        let (tree, summary, warnings, packs) = {
+        let (tree, summary, warnings, packs, commit) = {
             let repo: &Repository = repo;
             let mut walker = Walker::new(repo, &opts, progress, excludes, prefetch)?;
             let parent_root = match &parent {
@@ -186,10 +186,11 @@ impl Backup {
                 warnings,
                 ..
             } = walker;
-            let (packs, stats) = saver.finish()?;
+            // The last packs and index object are stored with the snapshot.
+            let (packs, stats, commit) = saver.finish_staged()?;
             summary.blobs_added = stats.blobs;
             summary.bytes_added = stats.bytes;
-            (tree, summary, warnings, packs)
+            (tree, summary, warnings, packs, commit)
         };
         add_to_index(repo.index_mut(), &packs);
         let mut summary = summary;
@@ -207,7 +208,7 @@ impl Backup {
             program: format!("coffer {}", env!("CARGO_PKG_VERSION")),
             summary,
         };
-        let id = repo.save_snapshot(&snapshot)?;
+        let id = repo.commit_snapshot(&snapshot, commit)?;
         Ok(BackupOutcome {
             id,
             snapshot,

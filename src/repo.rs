@@ -18,7 +18,7 @@ use crate::index::{Index, open_index};
 use crate::keyslot::{self, KdfParams, Passphrase, RecoveryKey, SlotInfo, SlotKind};
 use crate::readahead::ReadAhead;
 use crate::snapshot::Snapshot;
-use crate::store::Store;
+use crate::store::{CommitItem, Store};
 use crate::tree::{Node, Tree};
 
 /// Choices fixed at `init`.
@@ -519,10 +519,21 @@ impl Repository {
 
     /// Seals and stores a snapshot; this is what makes a backup visible.
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<ObjectId> {
+        self.commit_snapshot(snap, Vec::new())
+    }
+
+    /// Seals a snapshot and stores it after the objects it needs (`before`, in groups; see
+    /// [`Store::commit`]).
+    pub(crate) fn commit_snapshot(
+        &self,
+        snap: &Snapshot,
+        mut before: Vec<Vec<CommitItem>>,
+    ) -> Result<ObjectId> {
         let sealed = snap.seal(&self.keys)?;
         let id = ObjectId::of(&sealed);
-        self.store
-            .put_object(&format!("snapshots/{id}"), Bytes::from(sealed))?;
+        let name = format!("snapshots/{id}");
+        before.push(vec![CommitItem::Bytes(name, Bytes::from(sealed))]);
+        self.store.commit(before)?;
         Ok(id)
     }
 }

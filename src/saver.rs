@@ -22,7 +22,7 @@ use crate::index::{Index, IndexedPack, seal_index};
 use crate::pack::{PackBuilder, PackEntry, fetch_header};
 use crate::repo::{Repository, pack_name};
 use crate::sealpool::{SealPool, SealedBlob};
-use crate::store::{ObjectStream, PendingPut};
+use crate::store::{CommitItem, ObjectStream, PendingPut};
 
 /// Write an index object once this many blobs are uploaded but not yet indexed, so an
 /// interrupted backup leaves most of its work reusable.
@@ -68,6 +68,10 @@ pub struct BlobSaver<'r> {
     uploaded: Vec<IndexedPack>,
     written: Vec<IndexedPack>,
     stats: SaverStats,
+    /// Finishing: packs are left staged (in a local directory) for the caller's commit.
+    staging: bool,
+    /// The packs left staged.
+    staged: Vec<CommitItem>,
 }
 
 impl<'r> BlobSaver<'r> {
@@ -86,6 +90,8 @@ impl<'r> BlobSaver<'r> {
             uploaded: Vec::new(),
             written: Vec::new(),
             stats: SaverStats::default(),
+            staging: false,
+            staged: Vec::new(),
         }
     }
 
@@ -250,14 +256,18 @@ impl<'r> BlobSaver<'r> {
         }
         let size = pack.len as u64;
         self.stats.bytes += size;
-        self.uploads
-            .push_back((stream.finish(pack_name), size, pack.entries));
+        let pending = match self.staging {
+            true => stream.stage(pack_name),
+            false => stream.finish(pack_name),
+        };
+        self.uploads.push_back((pending, size, pack.entries));
         // An upload to a remote store holds its pack in memory until it is done.
         while self.uploads.len() > self.repo.store().useful_background_puts() {
             self.wait_oldest()?;
         }
         let unindexed: usize = self.uploaded.iter().map(|p| p.entries.len()).sum();
-        if unindexed >= INDEX_FLUSH_BLOBS {
+        // A staged pack is not stored yet: no index may name it before the final commit.
+        if unindexed >= INDEX_FLUSH_BLOBS && !self.staging {
             self.write_index()?;
         }
         Ok(())
@@ -265,27 +275,48 @@ impl<'r> BlobSaver<'r> {
 
     fn wait_oldest(&mut self) -> Result<()> {
         if let Some((pending, size, entries)) = self.uploads.pop_front() {
-            let id = self.repo.store().wait(pending)?;
+            let (id, staged) = self.repo.store().wait_staged(pending)?;
+            self.staged.extend(staged.map(CommitItem::Staged));
             self.uploaded.push(IndexedPack { id, size, entries });
         }
         Ok(())
     }
 
     fn write_index(&mut self) -> Result<()> {
+        if let Some(CommitItem::Bytes(name, sealed)) = self.seal_index()? {
+            self.repo.store().put_object(&name, sealed)?;
+        }
+        Ok(())
+    }
+
+    /// The index object naming the packs uploaded since the last one, if any.
+    fn seal_index(&mut self) -> Result<Option<CommitItem>> {
         if self.uploaded.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let sealed = seal_index(self.repo.keys(), &self.uploaded)?;
         self.stats.bytes += sealed.len() as u64;
         let name = format!("index/{}", ObjectId::of(&sealed));
-        self.repo.store().put_object(&name, Bytes::from(sealed))?;
         self.written.append(&mut self.uploaded);
-        Ok(())
+        Ok(Some(CommitItem::Bytes(name, Bytes::from(sealed))))
     }
 
     /// Uploads what is left, waits for every upload and writes the last index object.
     /// Returns the packs written in this run, for the caller's in-memory index.
-    pub fn finish(mut self) -> Result<(Vec<IndexedPack>, SaverStats)> {
+    pub fn finish(self) -> Result<(Vec<IndexedPack>, SaverStats)> {
+        let repo = self.repo;
+        let (packs, stats, commit) = self.finish_staged()?;
+        repo.store().commit(commit)?;
+        Ok((packs, stats))
+    }
+
+    /// Like [`Self::finish`], but the last packs and the last index object are left to the
+    /// caller, to store with its snapshot in one [`crate::store::Store::commit`]: returned as
+    /// the commit's first groups (packs, then the index object).
+    pub(crate) fn finish_staged(
+        mut self,
+    ) -> Result<(Vec<IndexedPack>, SaverStats, Vec<Vec<CommitItem>>)> {
+        self.staging = true;
         let ready = match &mut self.pool {
             Some(pool) => pool.finish()?,
             None => Vec::new(),
@@ -298,8 +329,9 @@ impl<'r> BlobSaver<'r> {
         while !self.uploads.is_empty() {
             self.wait_oldest()?;
         }
-        self.write_index()?;
-        Ok((self.written, self.stats))
+        let mut commit = vec![std::mem::take(&mut self.staged)];
+        commit.extend(self.seal_index()?.map(|index| vec![index]));
+        Ok((self.written, self.stats, commit))
     }
 }
 

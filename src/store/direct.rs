@@ -186,9 +186,22 @@ impl DirectObject {
 
     /// Writes what is left, syncs, and publishes the object as `name(its BLAKE3)`.
     pub(crate) fn finish(
-        mut self,
+        self,
         name: impl FnOnce(&ObjectId) -> String,
     ) -> io::Result<(ObjectId, String)> {
+        let (id, staged) = self.stage(name)?;
+        staged.sync()?;
+        let dir = staged.link()?;
+        sync_dir(&dir)?;
+        Ok((id, staged.name.clone()))
+    }
+
+    /// Writes what is left and names the object `name(its BLAKE3)`, leaving the syncing and
+    /// publishing to the [`Staged`] object.
+    pub(crate) fn stage(
+        mut self,
+        name: impl FnOnce(&ObjectId) -> String,
+    ) -> io::Result<(ObjectId, Staged)> {
         if self.filled > 0 {
             self.write_piece()?;
         }
@@ -207,20 +220,14 @@ impl DirectObject {
         if !len.is_multiple_of(ALIGN as u64) {
             self.file.set_len(len)?;
         }
-        self.file.sync_all()?;
-        let dest = self.root.join(&name);
-        let parent = dest.parent().unwrap_or(&self.root).to_path_buf();
-        if !parent.exists() {
-            std::fs::create_dir_all(&parent)?;
-            sync_dir(parent.parent().unwrap_or(&parent))?;
-        }
-        match std::fs::hard_link(&self.staging, &dest) {
-            // Another writer stored the same object first.
-            Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(e),
-            _ => {}
-        }
-        sync_dir(&parent)?;
-        Ok((id, name))
+        let staged = Staged {
+            file: Arc::clone(&self.file),
+            // The staging file is the staged object's to remove now.
+            staging: std::mem::take(&mut self.staging),
+            root: self.root.clone(),
+            name,
+        };
+        Ok((id, staged))
     }
 
     /// The parts appended so far, when the first write was refused: nothing is on disk.
@@ -269,7 +276,9 @@ impl Drop for DirectObject {
         if let Some(writer) = self.writer.take() {
             writer.stop();
         }
-        let _ = std::fs::remove_file(&self.staging);
+        if !self.staging.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.staging);
+        }
         let buffer = std::mem::replace(
             &mut self.buffer,
             Buffer {
@@ -281,6 +290,76 @@ impl Drop for DirectObject {
             BUFFERS.with_borrow_mut(|b| b.push(buffer));
         }
     }
+}
+
+/// An object written to its staging file under the name it will have, not yet synced or
+/// linked: a caller that makes several objects durable in order syncs all their data at once
+/// (one wait instead of one per object) and then links them in order. Dropped, it removes its
+/// staging file (after [`Staged::link`], the object stays under its name).
+pub(crate) struct Staged {
+    file: Arc<File>,
+    staging: PathBuf,
+    root: PathBuf,
+    /// The object's name under the root.
+    pub(crate) name: String,
+}
+
+impl Staged {
+    /// Writes `bytes` (through the page cache) to a new staging file for the object `name`.
+    pub(crate) fn write(root: &Path, name: &str, bytes: &[u8]) -> io::Result<Staged> {
+        let dest = root.join(name);
+        let staging = staging_path(dest.parent().unwrap_or(root));
+        let create = || File::options().write(true).create_new(true).open(&staging);
+        let file = match create() {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                make_dir(staging.parent().unwrap_or(root))?;
+                create()?
+            }
+            other => other?,
+        };
+        let staged = Staged {
+            file: Arc::new(file),
+            staging,
+            root: root.to_path_buf(),
+            name: name.to_string(),
+        };
+        // A failed write leaves nothing behind: the staged object removes its file.
+        std::io::Write::write_all(&mut &*staged.file, bytes)?;
+        Ok(staged)
+    }
+
+    /// Syncs the object's bytes to disk.
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+
+    /// Links the (synced) object under its name, creating its directory if need be; returns
+    /// the directory, whose syncing makes the link durable.
+    pub(crate) fn link(&self) -> io::Result<PathBuf> {
+        let dest = self.root.join(&self.name);
+        let parent = dest.parent().unwrap_or(&self.root).to_path_buf();
+        if !parent.exists() {
+            make_dir(&parent)?;
+        }
+        match std::fs::hard_link(&self.staging, &dest) {
+            // Another writer stored the same object first.
+            Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        Ok(parent)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.staging);
+    }
+}
+
+/// Creates `dir` and the directories above it, and syncs the one it was created in.
+fn make_dir(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    sync_dir(dir.parent().unwrap_or(dir))
 }
 
 /// Removes staging files in `dir` not written to for `idle`: left by a writer that was killed
@@ -352,7 +431,7 @@ fn open_direct(path: &Path) -> io::Result<File> {
     }
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

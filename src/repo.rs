@@ -619,10 +619,27 @@ fn unlock_any(
     Err(Error::new(ErrorKind::WrongPassword, message))
 }
 
+/// A new repository in a memory store named `name`, with a quick KDF (for tests).
+#[cfg(test)]
+pub(crate) fn memory_repo(name: &str) -> Repository {
+    let store = Store::open(&crate::store::Location::Memory(name.into()), true).unwrap();
+    let kdf = KdfParams {
+        memory_kib: 8192,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let opts = InitOptions {
+        kdf,
+        ..Default::default()
+    };
+    Repository::init(store, &Passphrase::new("pw".into()), &opts)
+        .unwrap()
+        .0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Location;
 
     fn snapshot(host: &str, time_ns: i64) -> Snapshot {
         Snapshot {
@@ -641,18 +658,7 @@ mod tests {
 
     #[test]
     fn the_latest_snapshot_of_a_kind_is_found_newest_stored_first() {
-        let store = Store::open(&Location::Memory("latest-where".into()), true).unwrap();
-        let opts = InitOptions {
-            kdf: KdfParams {
-                memory_kib: 8192,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..Default::default()
-        };
-        let repo = Repository::init(store, &Passphrase::new("pw".into()), &opts)
-            .unwrap()
-            .0;
+        let repo = memory_repo("latest-where");
         let host = |name: &'static str| move |s: &Snapshot| s.hostname == name;
         let save = |s: Snapshot| {
             let id = repo.save_snapshot(&s).unwrap();

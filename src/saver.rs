@@ -346,29 +346,11 @@ pub fn add_to_index(index: &mut Index, packs: &[IndexedPack]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyslot::{KdfParams, Passphrase};
-    use crate::repo::InitOptions;
-    use crate::store::{Location, Store};
-
-    fn new_repo(name: &str) -> Repository {
-        let store = Store::open(&Location::Memory(name.into()), true).unwrap();
-        let kdf = KdfParams {
-            memory_kib: 8192,
-            iterations: 1,
-            parallelism: 1,
-        };
-        let opts = InitOptions {
-            kdf,
-            ..Default::default()
-        };
-        Repository::init(store, &Passphrase::new("pw".into()), &opts)
-            .unwrap()
-            .0
-    }
+    use crate::repo::memory_repo;
 
     #[test]
     fn unindexed_packs_are_adopted_once_a_run_has_stored_enough() {
-        let mut repo = new_repo("saver-adopt");
+        let mut repo = memory_repo("saver-adopt");
         let save = |repo: &Repository, plains: &[&[u8]]| {
             let mut saver = BlobSaver::new(repo);
             for plain in plains {
@@ -411,7 +393,7 @@ mod tests {
 
     #[test]
     fn runs_of_one_byte_get_their_keyed_id() {
-        let repo = new_repo("saver-runs");
+        let repo = memory_repo("saver-runs");
         let mut saver = BlobSaver::new(&repo);
         let plains = [
             vec![0u8; 5000],

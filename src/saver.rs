@@ -101,8 +101,11 @@ impl<'r> BlobSaver<'r> {
     /// cannot be read are left for `check` to report.
     fn adopt_unindexed_packs(&mut self) -> Result<()> {
         self.adopted = true;
-        // What a killed backup was still writing is not a pack yet: its staging files go.
-        self.repo.store().remove_abandoned_streams("data")?;
+        // What a killed backup was still writing or committing is not stored: its staging
+        // files go.
+        for dir in ["data", "index", "snapshots"] {
+            self.repo.store().remove_abandoned_streams(dir)?;
+        }
         let known: HashSet<String> = self
             .repo
             .index()

@@ -565,9 +565,10 @@ impl Store {
         }
     }
 
-    /// Removes what a killed backup left of the objects it was streaming to a local
-    /// directory under `dir`: staging files not written to for a day (a running backup
-    /// writes to its data pack's file at every MiB it packs). Returns how many.
+    /// Removes what a killed backup left of the objects it was streaming or committing to a
+    /// local directory under `dir`: staging files not written to for a day (a running backup
+    /// writes to its data pack's file at every MiB it packs, and a commit takes moments).
+    /// Returns how many.
     pub fn remove_abandoned_streams(&self, dir: &str) -> Result<usize> {
         let Some(root) = &self.local_writes else {
             return Ok(0);

@@ -18,6 +18,10 @@
 //! synced. A file system that refuses `O_DIRECT` (tmpfs) fails the first write with
 //! [`ErrorKind::Unsupported`]; the caller then takes the parts back with
 //! [`DirectObject::into_parts`] and writes through `object_store`.
+//!
+//! An object can also stop short of publishing: [`Staged`] (a streamed object's end, or
+//! bytes written whole) leaves the syncing and linking to a caller that orders several
+//! objects (`Store::commit`).
 
 use std::fs::File;
 use std::io::{self, ErrorKind};

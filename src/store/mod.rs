@@ -614,7 +614,8 @@ impl Store {
     /// object, nor an index object a pack, that a crash could lose). In a local directory the
     /// data of all the objects is synced at once, then each group is linked and its
     /// directories synced: with a pack, an index object and a snapshot, four waits for the
-    /// disk instead of six. Elsewhere each object is stored in turn.
+    /// disk instead of six (when the pack's directory exists). Elsewhere each object is
+    /// stored in turn.
     pub(crate) fn commit(&self, groups: Vec<Vec<CommitItem>>) -> Result<()> {
         let Some(root) = &self.local_writes else {
             for item in groups.into_iter().flatten() {

@@ -286,14 +286,15 @@ impl<'r> BlobSaver<'r> {
     }
 
     fn write_index(&mut self) -> Result<()> {
-        if let Some(CommitItem::Bytes(name, sealed)) = self.seal_index()? {
+        if let Some((name, sealed)) = self.seal_index()? {
             self.repo.store().put_object(&name, sealed)?;
         }
         Ok(())
     }
 
-    /// The index object naming the packs uploaded since the last one, if any.
-    fn seal_index(&mut self) -> Result<Option<CommitItem>> {
+    /// The index object naming the packs uploaded since the last one, if any: its name and
+    /// sealed bytes.
+    fn seal_index(&mut self) -> Result<Option<(String, Bytes)>> {
         if self.uploaded.is_empty() {
             return Ok(None);
         }
@@ -301,7 +302,7 @@ impl<'r> BlobSaver<'r> {
         self.stats.bytes += sealed.len() as u64;
         let name = format!("index/{}", ObjectId::of(&sealed));
         self.written.append(&mut self.uploaded);
-        Ok(Some(CommitItem::Bytes(name, Bytes::from(sealed))))
+        Ok(Some((name, Bytes::from(sealed))))
     }
 
     /// Uploads what is left, waits for every upload and writes the last index object.
@@ -333,7 +334,8 @@ impl<'r> BlobSaver<'r> {
             self.wait_oldest()?;
         }
         let mut commit = vec![std::mem::take(&mut self.staged)];
-        commit.extend(self.seal_index()?.map(|index| vec![index]));
+        let index = self.seal_index()?;
+        commit.extend(index.map(|(name, sealed)| vec![CommitItem::Bytes(name, sealed)]));
         Ok((self.written, self.stats, commit))
     }
 }

@@ -645,13 +645,14 @@ impl Store {
             }
             staged.push(objects);
         }
+        // One object (a backup that stored nothing new: its snapshot) is synced right here;
+        // beside the first, every other gets a thread.
+        let mut objects = staged.iter().flatten();
         std::thread::scope(|scope| {
-            let syncs: Vec<_> = staged
-                .iter()
-                .flatten()
-                .map(|object| scope.spawn(|| object.sync()))
-                .collect();
-            syncs.into_iter().try_for_each(|sync| {
+            let first = objects.next();
+            let others: Vec<_> = objects.map(|o| scope.spawn(|| o.sync())).collect();
+            first.map_or(Ok(()), Staged::sync)?;
+            others.into_iter().try_for_each(|sync| {
                 sync.join()
                     .unwrap_or_else(|_| Err(std::io::Error::other("a sync thread panicked")))
             })

@@ -13,16 +13,16 @@ if ! command -v setpriv >/dev/null || ! command -v mount >/dev/null \
     || ! command -v mkfs.ext4 >/dev/null; then
     apt-get update -qq && apt-get install -y -qq util-linux mount e2fsprogs
 fi
-cargo fmt --check
-cargo clippy --all-targets -- -D warnings
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 
 garage_env=$(scripts/garage.sh start)
 eval "$garage_env"
 trap 'scripts/garage.sh stop "$GARAGE_DIR"' EXIT
 echo "test.sh: Garage serves the S3 tests at $AWS_ENDPOINT_URL ($COFFER_S3_TEST_URL)"
 
-cargo test --all-targets
+cargo test --workspace --all-targets
 cargo test --doc
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps  # broken or private links in the API docs
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps  # broken or private links in the API docs
 cargo test --release --test streaming -- --ignored --nocapture
 scripts/fuzz.sh

@@ -208,7 +208,7 @@ fn io(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(pack.len() as u64));
     group.bench_function("write_pack_32MiB", |b| {
         b.iter(|| {
-            let mut stream = store.stream_object("data");
+            let mut stream = store.stream_object("data").expect("starting a pack");
             parts.iter().for_each(|part| stream.push(part.clone()));
             let id = store
                 .wait(stream.finish(|id| format!("data/{id}")))

@@ -23,7 +23,7 @@ use crate::filter::PathFilter;
 use crate::fsmeta::{self, OwnerNames};
 use crate::id::{BlobId, ObjectId};
 use crate::prefetch::{Entries, Prefetch, enters, list_dir};
-use crate::repo::{Repository, host_and_user};
+use crate::repo::{Repository, host_name};
 use crate::saver::{BlobSaver, add_to_index};
 use crate::snapshot::{SNAPSHOT_VERSION, Snapshot, Summary};
 use crate::stat::Stat;
@@ -109,11 +109,19 @@ pub struct Backup {
     paths: Vec<PathBuf>,
     excludes: PathFilter,
     prefetch: Prefetch,
-    /// The host and user names, looked up meanwhile: a lookup may read files or ask a
-    /// directory service (about 1 ms with `/etc/passwd` not in the page cache).
-    who: std::thread::JoinHandle<(String, String)>,
+    /// The host and user names, and the names of the user's uid and gid for the files' owners,
+    /// looked up meanwhile: a lookup may read files or ask a directory service (about 1 ms
+    /// each with `/etc/passwd` and `/etc/group` not in the page cache).
+    who: std::thread::JoinHandle<(String, String, OwnerNames)>,
     started: Instant,
     time_ns: i64,
+}
+
+/// This host's name, the current user's, and the owner names cache with the user's uid and
+/// gid looked up.
+fn who() -> (String, String, OwnerNames) {
+    let (owners, user) = OwnerNames::of_current_user();
+    (host_name(), user, owners)
 }
 
 impl Backup {
@@ -137,7 +145,7 @@ impl Backup {
         let prefetch = Prefetch::start(roots, excludes.clone(), opts.one_file_system)?;
         let who = std::thread::Builder::new()
             .name("coffer-who".into())
-            .spawn(host_and_user)
+            .spawn(who)
             .map_err(|e| Error::io("starting a thread", e))?;
         Ok(Backup {
             opts,
@@ -161,7 +169,7 @@ impl Backup {
             started,
             time_ns,
         } = self;
-        let (this_host, username) = who.join().unwrap_or_else(|_| host_and_user());
+        let (this_host, username, owners) = who.join().unwrap_or_else(|_| self::who());
         let hostname = opts.host.clone().unwrap_or(this_host);
         let path_strings: Vec<String> = match &opts.stdin {
             Some(s) => vec![format!("/{}", s.name)],
@@ -171,7 +179,7 @@ impl Backup {
         let stdin = opts.stdin.take();
         let (tree, summary, warnings, packs, commit) = {
             let repo: &Repository = repo;
-            let mut walker = Walker::new(repo, &opts, progress, excludes, prefetch)?;
+            let mut walker = Walker::new(repo, &opts, progress, excludes, prefetch, owners)?;
             let parent_root = match &parent {
                 Some((_, snap)) => Some(repo.load_tree(&snap.tree)?),
                 None => None,
@@ -349,6 +357,7 @@ impl<'r, 'p> Walker<'r, 'p> {
         progress: &'p dyn Progress,
         excludes: PathFilter,
         prefetch: Prefetch,
+        owners: OwnerNames,
     ) -> Result<Self> {
         Ok(Walker {
             repo,
@@ -358,7 +367,7 @@ impl<'r, 'p> Walker<'r, 'p> {
             prefetch,
             excludes,
             one_file_system: opts.one_file_system,
-            owners: OwnerNames::default(),
+            owners,
             hardlinks: HashMap::new(),
             summary: Summary::default(),
             warnings: Vec::new(),

@@ -28,6 +28,21 @@ pub struct OwnerNames {
 }
 
 impl OwnerNames {
+    /// The cache with the current user and group looked up, and the user's name (or number):
+    /// most files a backup reads are theirs.
+    pub fn of_current_user() -> (OwnerNames, String) {
+        let mut names = OwnerNames::default();
+        let (uid, gid) = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        let user = names
+            .user(uid)
+            .map_or_else(|| uid.to_string(), str::to_string);
+        names.group(gid);
+        (names, user)
+    }
+
     fn user(&mut self, uid: u32) -> Option<&str> {
         self.users
             .entry(uid)

@@ -80,12 +80,17 @@ pub fn pack_name(id: &ObjectId) -> String {
     format!("data/{}/{}", &hex[..2], hex)
 }
 
-/// This host's name and the current user's, for snapshots and key slots.
-pub fn host_and_user() -> (String, String) {
-    let host = nix::unistd::gethostname()
+/// This host's name, for snapshots and key slots.
+pub(crate) fn host_name() -> String {
+    nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// This host's name and the current user's, for snapshots and key slots.
+pub fn host_and_user() -> (String, String) {
+    let host = host_name();
     let user = nix::unistd::User::from_uid(nix::unistd::getuid())
         .ok()
         .flatten()

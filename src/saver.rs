@@ -226,10 +226,13 @@ impl<'r> BlobSaver<'r> {
             BlobType::Data => &mut self.data,
             BlobType::Tree => &mut self.tree,
         };
-        let open = slot.get_or_insert_with(|| OpenPack {
-            builder: PackBuilder::new(),
-            stream: self.repo.store().stream_object("data"),
-        });
+        let open = match slot {
+            Some(open) => open,
+            None => slot.insert(OpenPack {
+                builder: PackBuilder::new(),
+                stream: self.repo.store().stream_object("data")?,
+            }),
+        };
         open.builder
             .add(blob.kind, blob.id, blob.sealed, blob.raw_len)?;
         for part in open.builder.take_parts() {

@@ -2,12 +2,12 @@
 //!
 //! `object_store` is the only storage abstraction. This module turns a repository URL into a
 //! store (a plain path or `file://` for a local directory, `memory://NAME` for tests), owns the
-//! small tokio runtime that drives it, and offers the handful of blocking operations the
-//! engine needs. Wrappers (fault injection, a bound on concurrent requests, bandwidth limits,
-//! retries with time-outs) are composed in one place, [`compose`]. Two shortcuts for a local
-//! directory when no wrapper needs to see the requests: ranged reads (restore's hot path) read
-//! the file directly, and background writes (packs) bypass the page cache (module `direct`). It
-//! knows object names, never their contents.
+//! small tokio runtime that drives it (started on first use), and offers the handful of
+//! blocking operations the engine needs. Wrappers (fault injection, a bound on concurrent
+//! requests, bandwidth limits, retries with time-outs) are composed in one place, [`compose`].
+//! Two shortcuts for a local directory when no wrapper needs to see the requests: ranged reads
+//! (restore's hot path) read the file directly, and background writes (packs) bypass the page
+//! cache (module `direct`). It knows object names, never their contents.
 
 mod direct;
 mod fault;
@@ -181,7 +181,7 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     /// The store without wrappers.
     raw: Arc<dyn ObjectStore>,
-    runtime: Arc<Runtime>,
+    runtime: LazyRuntime,
     description: String,
     /// Reached over a network (uploads take a while).
     remote: bool,
@@ -191,6 +191,28 @@ pub struct Store {
     /// A local directory whose background writes bypass the page cache (see [`direct`]);
     /// `None` when a wrapper must see every write (faults, an upload limit).
     local_writes: Option<PathBuf>,
+}
+
+/// The tokio runtime that drives `object_store`, started on first use. A backup to a local
+/// directory that stores nothing new reads and writes only through the direct paths, so it
+/// never starts the runtime's two threads.
+#[derive(Clone, Default)]
+struct LazyRuntime(Arc<OnceLock<Runtime>>);
+
+impl LazyRuntime {
+    fn get(&self) -> Result<&Runtime> {
+        if let Some(runtime) = self.0.get() {
+            return Ok(runtime);
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("coffer-store")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the storage runtime", e))?;
+        // Another thread may have started one meanwhile: then this one is dropped.
+        Ok(self.0.get_or_init(|| runtime))
+    }
 }
 
 /// An upload running in the background; [`Store::wait`] collects its result.
@@ -211,7 +233,9 @@ const STREAM_QUEUE: usize = 4;
 
 /// An object being produced; see [`Store::stream_object`].
 pub struct ObjectStream {
-    store: Store,
+    /// The store to upload a kept object to, and the runtime that does it.
+    inner: Arc<dyn ObjectStore>,
+    handle: tokio::runtime::Handle,
     batch: Vec<Bytes>,
     batch_len: usize,
     sink: Sink,
@@ -270,8 +294,8 @@ impl ObjectStream {
     fn end(self, name: Box<dyn FnOnce(&ObjectId) -> String + Send>, stage: bool) -> PendingPut {
         match self.sink {
             Sink::Kept(parts) => {
-                let inner = self.store.inner.clone();
-                PendingPut(self.store.runtime.spawn(async move {
+                let inner = self.inner;
+                PendingPut(self.handle.spawn(async move {
                     let (id, name, parts) = tokio::task::spawn_blocking(move || {
                         let id = ObjectId::of_parts(&parts);
                         (id, name(&id), parts)
@@ -385,12 +409,6 @@ impl Store {
                 (open_cloud(scheme, bucket, prefix, opts)?, description)
             }
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("coffer-store")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("starting the storage runtime", e))?;
         // Direct paths for a local directory, each only where no wrapper must see requests.
         let local_dir = match location {
             Location::Directory(path) if opts.faults.is_none() => Some(path),
@@ -399,7 +417,7 @@ impl Store {
         Ok(Store {
             inner: compose(inner.clone(), opts),
             raw: inner,
-            runtime: Arc::new(runtime),
+            runtime: LazyRuntime::default(),
             description,
             remote: matches!(location, Location::Cloud { .. }),
             local_reads: local_dir.filter(|_| opts.download_rate.is_none()).cloned(),
@@ -428,6 +446,7 @@ impl Store {
         let path = ObjectPath::from(name);
         let store = self.raw.clone();
         self.runtime
+            .get()?
             .block_on(async move {
                 let mut upload = store.put_multipart(&path).await?;
                 upload.put_part(PutPayload::from_bytes(part)).await?;
@@ -449,6 +468,7 @@ impl Store {
         let path = ObjectPath::from(name);
         let store = self.inner.clone();
         self.runtime
+            .get()?
             .block_on(async move { store.get(&path).await?.bytes().await })
             .map_err(|e| Error::from(e).context(format!("reading {name}")))
     }
@@ -471,6 +491,7 @@ impl Store {
                 .iter()
                 .try_for_each(|(name, _)| each(name, self.get(name)));
         }
+        let runtime = self.runtime.get()?;
         let mut names = listing.iter().map(|(name, _)| name);
         let mut pending = std::collections::VecDeque::new();
         loop {
@@ -479,16 +500,13 @@ impl Store {
             {
                 let path = ObjectPath::from(name.as_str());
                 let store = self.inner.clone();
-                let read = self
-                    .runtime
-                    .spawn(async move { store.get(&path).await?.bytes().await });
+                let read = runtime.spawn(async move { store.get(&path).await?.bytes().await });
                 pending.push_back((name, read));
             }
             let Some((name, read)) = pending.pop_front() else {
                 return Ok(());
             };
-            let bytes = self
-                .runtime
+            let bytes = runtime
                 .block_on(read)
                 .map_err(|e| Error::new(ErrorKind::Store, format!("reading {name}: {e}")))?
                 .map_err(|e| Error::from(e).context(format!("reading {name}")));
@@ -511,6 +529,7 @@ impl Store {
         let path = ObjectPath::from(name);
         let bytes = self
             .runtime
+            .get()?
             .block_on(self.inner.get_range(&path, range.clone()))
             .map_err(|e| Error::from(e).context(format!("reading {name}")))?;
         if bytes.len() as u64 != range.end - range.start {
@@ -523,7 +542,7 @@ impl Store {
 
     /// Writes an object that must not exist yet (objects are never overwritten).
     pub fn put_new(&self, name: &str, bytes: Bytes) -> Result<()> {
-        self.runtime.block_on(put_create(
+        self.runtime.get()?.block_on(put_create(
             self.inner.clone(),
             name.to_string(),
             bytes.into(),
@@ -533,7 +552,7 @@ impl Store {
     /// Writes a content-addressed object (named by the hash of `bytes`). If it exists, it
     /// holds these very bytes, so that is success.
     pub fn put_object(&self, name: &str, bytes: Bytes) -> Result<()> {
-        self.runtime.block_on(put_content(
+        self.runtime.get()?.block_on(put_content(
             self.inner.clone(),
             name.to_string(),
             bytes.into(),
@@ -544,25 +563,26 @@ impl Store {
     /// stream, then named by the BLAKE3 of their concatenation ([`ObjectStream::finish`]).
     /// To a local directory the parts go to disk as they come (staged in `dir`); elsewhere
     /// they are kept and uploaded whole when the object is finished.
-    pub fn stream_object(&self, dir: &str) -> ObjectStream {
+    pub fn stream_object(&self, dir: &str) -> Result<ObjectStream> {
+        let handle = self.runtime.get()?.handle().clone();
         let sink = match &self.local_writes {
             Some(root) => {
                 let (parts, received) = std::sync::mpsc::sync_channel(STREAM_QUEUE);
                 let (root, dir, inner) = (root.clone(), dir.to_string(), self.inner.clone());
-                let handle = self.runtime.handle().clone();
-                let writer = self
-                    .runtime
-                    .spawn_blocking(move || write_stream(&root, &dir, received, inner, handle));
+                let writing = handle.clone();
+                let writer = handle
+                    .spawn_blocking(move || write_stream(&root, &dir, received, inner, writing));
                 Sink::Writer { parts, writer }
             }
             None => Sink::Kept(Vec::new()),
         };
-        ObjectStream {
-            store: self.clone(),
+        Ok(ObjectStream {
+            inner: self.inner.clone(),
+            handle,
             batch: Vec::new(),
             batch_len: 0,
             sink,
-        }
+        })
     }
 
     /// Removes what a killed backup left of the objects it was streaming or committing to a
@@ -606,7 +626,10 @@ impl Store {
     /// Waits for a background write; an object left staged ([`ObjectStream::stage`]) comes
     /// with it.
     pub(crate) fn wait_staged(&self, pending: PendingPut) -> Result<(ObjectId, Option<Staged>)> {
-        self.runtime.block_on(pending.0).map_err(task_failed)?
+        self.runtime
+            .get()?
+            .block_on(pending.0)
+            .map_err(task_failed)?
     }
 
     /// Makes objects durable and visible group by group: no object of a group is visible
@@ -704,6 +727,7 @@ impl Store {
         let path = ObjectPath::from(prefix);
         let store = self.inner.clone();
         self.runtime
+            .get()?
             .block_on(async move {
                 store
                     .list(Some(&path))
@@ -722,6 +746,7 @@ impl Store {
     pub fn delete(&self, name: &str) -> Result<()> {
         let path = ObjectPath::from(name);
         self.runtime
+            .get()?
             .block_on(self.inner.delete(&path))
             .map_err(|e| Error::from(e).context(format!("deleting {name}")))
     }
@@ -930,7 +955,7 @@ mod tests {
             Location::Memory("streamed".into()),
         ] {
             let store = Store::open(&location, true).unwrap();
-            let mut stream = store.stream_object("data");
+            let mut stream = store.stream_object("data").unwrap();
             for part in bytes.chunks(300_001) {
                 stream.push(Bytes::copy_from_slice(part));
             }
@@ -948,7 +973,7 @@ mod tests {
         }
         // A stream dropped unfinished leaves nothing behind.
         let store = Store::open(&Location::Directory(dir.path().join("other")), true).unwrap();
-        let mut stream = store.stream_object("data");
+        let mut stream = store.stream_object("data").unwrap();
         stream.push(Bytes::from(vec![1; 3 << 20]));
         drop(stream);
         drop(store);
@@ -967,7 +992,7 @@ mod tests {
         ] {
             let store = Store::open(&location, true).unwrap();
             // A pack streamed and left staged (by a directory), then an index and a snapshot.
-            let mut stream = store.stream_object("data");
+            let mut stream = store.stream_object("data").unwrap();
             stream.push(bytes(b"pack bytes"));
             let (id, staged) = store
                 .wait_staged(stream.stage(|id| format!("data/{id}")))

@@ -237,11 +237,13 @@ fn find_parent(
         ParentChoice::Auto => {
             let mut wanted = paths.to_vec();
             wanted.sort();
-            repo.latest_snapshot_where(|s| {
+            // A damaged snapshot is no parent (`check` reports it): the backup goes on.
+            let (parent, _damaged) = repo.latest_snapshot_where(|s| {
                 let mut p = s.paths.clone();
                 p.sort();
                 s.hostname == host && p == wanted
-            })
+            })?;
+            Ok(parent)
         }
     }
 }

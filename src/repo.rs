@@ -74,6 +74,10 @@ pub struct Repository {
 /// Snapshots with their ids, oldest first.
 pub type SnapshotList = Vec<(ObjectId, Snapshot)>;
 
+/// What [`Repository::latest_snapshot_where`] found, if anything, and the errors of the damaged
+/// snapshots it met on the way.
+pub type LatestFound = (Option<(ObjectId, Snapshot)>, Vec<Error>);
+
 /// Object name of a pack.
 pub fn pack_name(id: &ObjectId) -> String {
     let hex = id.to_hex();
@@ -443,13 +447,11 @@ impl Repository {
     /// until one is accepted and every snapshot not yet read was stored before it. Of those
     /// read and accepted, the one with the latest `time_ns` is returned. The store's times
     /// only order the search: what is returned is authenticated like any snapshot.
-    /// Damaged snapshots are skipped (`check` reports them).
-    pub fn latest_snapshot_where(
-        &self,
-        wanted: impl Fn(&Snapshot) -> bool,
-    ) -> Result<Option<(ObjectId, Snapshot)>> {
+    /// Damaged snapshots met on the way are skipped; their errors come second.
+    pub fn latest_snapshot_where(&self, wanted: impl Fn(&Snapshot) -> bool) -> Result<LatestFound> {
         let listing = self.store.list_newest_first("snapshots")?;
         let mut best: Option<(ObjectId, Snapshot)> = None;
+        let mut damaged = Vec::new();
         let mut stored_at = None;
         for batch in listing.chunks(SEARCH_BATCH) {
             if stored_at.is_some_and(|t| batch[0].modified < t) {
@@ -471,12 +473,25 @@ impl Repository {
                     }
                     Ok(_) => {}
                     Err(e) if e.kind() == ErrorKind::Store => return Err(e),
-                    Err(_) => {}
+                    Err(e) => damaged.push(e),
                 }
                 Ok(())
             })?;
         }
-        Ok(best)
+        Ok((best, damaged))
+    }
+
+    /// Like [`Self::latest_snapshot_where`], but a damaged snapshot met on the way is an
+    /// error: it could be the latest.
+    pub fn latest_intact_snapshot_where(
+        &self,
+        wanted: impl Fn(&Snapshot) -> bool,
+    ) -> Result<Option<(ObjectId, Snapshot)>> {
+        let (found, damaged) = self.latest_snapshot_where(wanted)?;
+        match damaged.into_iter().next() {
+            Some(e) => Err(e.context("a snapshot is unreadable (run `coffer check`)")),
+            None => Ok(found),
+        }
     }
 
     fn load_snapshot(&self, name: &str) -> Result<(ObjectId, Snapshot)> {
@@ -494,8 +509,7 @@ impl Repository {
     pub fn find_snapshot(&self, spec: &str) -> Result<(ObjectId, Snapshot)> {
         if spec == "latest" {
             return self
-                .snapshots()?
-                .pop()
+                .latest_intact_snapshot_where(|_| true)?
                 .ok_or_else(|| Error::not_found("the repository has no snapshots yet"));
         }
         if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -664,14 +678,17 @@ mod tests {
     #[test]
     fn the_latest_snapshot_of_a_kind_is_found_newest_stored_first() {
         let repo = memory_repo("latest-where");
-        let host = |name: &'static str| move |s: &Snapshot| s.hostname == name;
+        let latest = |host: &str| {
+            let (found, damaged) = repo.latest_snapshot_where(|s| s.hostname == host).unwrap();
+            (found, damaged.len())
+        };
         let save = |s: Snapshot| {
             let id = repo.save_snapshot(&s).unwrap();
             // The memory store's times have microseconds: keep the stored order clear.
             std::thread::sleep(std::time::Duration::from_millis(2));
             id
         };
-        assert!(repo.latest_snapshot_where(host("a")).unwrap().is_none());
+        assert!(latest("a").0.is_none());
         // `a` at time 100, then three batches of `b`, then `a` again with an earlier time
         // (its clock went back), a newer `c`, and a damaged object stored last.
         let first_a = save(snapshot("a", 100));
@@ -687,19 +704,32 @@ mod tests {
             )
             .unwrap();
         // The last stored `a` wins: the search stops before the batches of `b` below it.
-        let (id, snap) = repo.latest_snapshot_where(host("a")).unwrap().unwrap();
+        // The damaged object, read first, is skipped and reported.
+        let (Some((id, snap)), 1) = latest("a") else {
+            panic!("no `a`, or the damaged object not reported")
+        };
         assert_eq!((id, snap.time_ns), (late_a, 50));
-        let (_, snap) = repo.latest_snapshot_where(host("b")).unwrap().unwrap();
-        assert_eq!(snap.time_ns, 200 + 3 * SEARCH_BATCH as i64 - 1);
-        assert!(repo.latest_snapshot_where(host("d")).unwrap().is_none());
+        assert_eq!(
+            latest("b").0.unwrap().1.time_ns,
+            200 + 3 * SEARCH_BATCH as i64 - 1
+        );
+        assert!(latest("d").0.is_none());
+        // What must not skip a snapshot that could be the latest (`restore latest`, drills)
+        // fails on it.
+        let err = repo.latest_intact_snapshot_where(|_| true).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        repo.store
+            .delete(&format!("snapshots/{}", ObjectId([1; 32])))
+            .unwrap();
         // Of those read, the latest time wins: both `e`s are in the newest batch.
         save(snapshot("e", 300));
         save(snapshot("e", 250));
-        let (_, snap) = repo.latest_snapshot_where(host("e")).unwrap().unwrap();
+        assert_eq!(latest("e").0.unwrap().1.time_ns, 300);
+        // `latest`: the latest time of the most recently stored snapshots.
+        let (_, snap) = repo.find_snapshot("latest").unwrap();
         assert_eq!(snap.time_ns, 300);
         // Once the last stored `a` is gone, the search goes on to the first.
         repo.store.delete(&format!("snapshots/{late_a}")).unwrap();
-        let (id, _) = repo.latest_snapshot_where(host("a")).unwrap().unwrap();
-        assert_eq!(id, first_a);
+        assert_eq!(latest("a").0.unwrap().0, first_a);
     }
 }

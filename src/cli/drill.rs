@@ -129,13 +129,10 @@ fn run_drill(global: &Global, args: RunArgs) -> Result<i32> {
         Some(spec) if args.host.is_none() && args.tags.is_empty() => repo.find_snapshot(spec)?,
         Some(_) => bail!("give either a snapshot or --host/--tag filters, not both"),
         None => repo
-            .snapshots()?
-            .into_iter()
-            .rev()
-            .find(|(_, s)| {
+            .latest_intact_snapshot_where(|s| {
                 args.host.as_ref().is_none_or(|h| &s.hostname == h)
                     && args.tags.iter().all(|t| s.tags.contains(t))
-            })
+            })?
             .ok_or_else(|| anyhow!("no snapshot matches; `coffer snapshots` lists them"))?,
     };
     let sample = match (args.sample, args.sample_files) {

@@ -80,15 +80,7 @@ fn s3_uploads_with_crc64nvme_checksums_are_accepted_by_garage() {
         );
     };
     coffer(&["store", "validate"]);
-    coffer(&[
-        "init",
-        "--kdf-memory",
-        "8",
-        "--kdf-iterations",
-        "1",
-        "--pack-size",
-        "1M",
-    ]);
+    coffer(&common::QUICK_INIT);
     coffer(&["backup", src.to_str().unwrap()]);
     let dst = tmp.path().join("dst");
     coffer(&[

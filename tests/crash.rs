@@ -32,16 +32,8 @@ fn json(cmd: &mut Command) -> serde_json::Value {
 
 fn init(tmp: &Path, repo: &str) {
     let ok = coffer(tmp, repo)
-        .args([
-            "init",
-            "-q",
-            "--kdf-memory",
-            "8",
-            "--kdf-iterations",
-            "1",
-            "--pack-size",
-            "1M",
-        ])
+        .args(common::QUICK_INIT)
+        .arg("-q")
         .args([
             "--chunk-min",
             "16K",

@@ -28,21 +28,15 @@ impl Repo {
     fn with(tmp: tempfile::TempDir, url: String) -> Repo {
         std::fs::write(tmp.path().join("pass"), "pw\n").unwrap();
         let repo = Repo { tmp, url };
-        let init = repo.run(&[
-            "init",
-            "--kdf-memory",
-            "8",
-            "--kdf-iterations",
-            "1",
-            "--pack-size",
-            "1M",
+        let chunks = [
             "--chunk-min",
             "16K",
             "--chunk-avg",
             "64K",
             "--chunk-max",
             "256K",
-        ]);
+        ];
+        let init = repo.run(&[&QUICK_INIT[..], &chunks].concat());
         assert!(
             init.status.success(),
             "{}",

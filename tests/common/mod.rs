@@ -21,6 +21,17 @@ pub fn fast_kdf() -> KdfParams {
     }
 }
 
+/// `coffer init` with a quick KDF and 1 MiB packs (several packs from a few MiB of data).
+pub const QUICK_INIT: [&str; 7] = [
+    "init",
+    "--kdf-memory",
+    "8",
+    "--kdf-iterations",
+    "1",
+    "--pack-size",
+    "1M",
+];
+
 /// Deterministic pseudo-random bytes.
 pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut out = vec![0u8; n];

@@ -10,14 +10,14 @@
 //! verification is reported and the restore goes on with the others: the caller gets every
 //! failure, never a silent partial result.
 //!
-//! The walk over the trees runs on the calling thread and creates every entry in order;
-//! file content and metadata are written by two workers per core (four from a network store),
-//! which take the files in batches of neighbours (one wake-up per batch, not per file) and
-//! fetch each file's neighbouring chunks with one ranged read (for a large file, on two
-//! threads of their own that open chunks while the worker puts them in order and writes
-//! them). Directory metadata is applied once every file is written, deepest first, and the
-//! target file system is synced once at the end instead of per file. (Syncing it every half second while restoring, to
-//! start the disk's writes early, made the `mixed` restore 0.1 s slower: each sync's journal
+//! The walk over the trees runs on the calling thread and creates every entry in order; file
+//! content and metadata are written by two workers per core (four from a network store), which
+//! take the files in batches of neighbours (one wake-up per batch, not per file) and fetch each
+//! file's neighbouring chunks with one ranged read (for a large file, on two threads of their
+//! own that open chunks while the worker puts them in order and writes them). Directory
+//! metadata is applied once every file is written, deepest first, and the target file system is
+//! synced once at the end instead of per file. (Syncing it every half second while restoring,
+//! to start the disk's writes early, made the `mixed` restore 0.1 s slower: each sync's journal
 //! commit holds up the creation of files.)
 
 use std::collections::{HashMap, HashSet};

@@ -425,10 +425,7 @@ fn open_direct(path: &Path) -> io::Result<File> {
     };
     match open() {
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            let parent = path.parent().ok_or(e)?;
-            std::fs::create_dir_all(parent)?;
-            sync_dir(parent)?;
-            sync_dir(parent.parent().unwrap_or(parent))?;
+            make_dir(path.parent().ok_or(e)?)?;
             open()
         }
         other => other,

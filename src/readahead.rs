@@ -7,8 +7,9 @@
 //! recently used last: the next files' blobs are then served from memory. A read that jumps
 //! elsewhere (a duplicate file whose chunks an older backup stored) fetches only a small
 //! window, since nothing says its neighbours will be wanted; if the next read follows it, that
-//! one fetches a whole window. Memory is bounded by `WINDOWS` windows of 4 MiB (from a
-//! remote store) or 1 MiB (from a directory).
+//! one fetches a whole window. Memory is bounded by the bytes of `WINDOWS` windows of 4 MiB
+//! (from a remote store) or 1 MiB (from a directory), so the small windows of jumps do not
+//! evict a stream's.
 //! Windows hold sealed bytes only; every blob is still opened and verified by the caller.
 //!
 //! The windows of a stream lie on a grid of the window size, and a thread that needs bytes
@@ -20,6 +21,12 @@
 //! from a jump fetches only the rest of its window, and a read back inside a fetch no longer
 //! kept is a jump: the loopback traffic of that restore from Garage went from 1.12 to 1.05 GB.
 //!
+//! A blob that lies across the line between two windows is served from both when both are
+//! kept (copied into one buffer); when only its start is, only the rest is fetched, with the
+//! whole next window. Before, each such blob was a jump of its own: a 128 KiB request, for
+//! which Garage reads and checks a whole block of 1 MiB. From Garage, that restore went from
+//! 969 requests (651 of them jumps) to 684 (436), and Garage's CPU time from 3.3 to 2.4 s.
+//!
 //! Trees are read in about the reverse of the order they were written: a directory's tree
 //! follows its subdirectories' trees in the pack, and a walk visits it before them. So trees
 //! have a read-ahead of their own (the walk and the restore workers would otherwise evict each
@@ -29,7 +36,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::id::ObjectId;
 
@@ -75,30 +82,95 @@ type Span = (ObjectId, u64, u64);
 struct State {
     /// Kept windows, least recently used first.
     windows: VecDeque<(ObjectId, u64, Bytes)>,
+    /// Their bytes, at most [`WINDOWS`] full windows.
+    kept: u64,
     /// Windows being fetched.
     fetching: Vec<Span>,
     /// The last [`RECENT`] windows fetched.
     recent: VecDeque<Span>,
 }
 
+/// From `range.start` on, the spans (index, start, end) that in turn hold the most of
+/// `range`: at each point, the one holding it that reaches furthest. Returns them, and where
+/// they stop holding it (`range.end` if they hold all of it).
+fn reach(spans: &[(usize, u64, u64)], range: &Range<u64>) -> (Vec<usize>, u64) {
+    let mut used = Vec::new();
+    let mut at = range.start;
+    while at < range.end {
+        let holding = spans
+            .iter()
+            .filter(|(_, start, end)| *start <= at && at < *end);
+        let Some((i, _, end)) = holding.max_by_key(|(.., end)| *end) else {
+            break;
+        };
+        used.push(*i);
+        at = range.end.min(*end);
+    }
+    (used, at)
+}
+
 impl State {
-    fn cached(&mut self, pack: &ObjectId, range: &Range<u64>) -> Option<Bytes> {
-        let at = self.windows.iter().rposition(|(id, start, bytes)| {
-            id == pack && *start <= range.start && range.end <= start + bytes.len() as u64
-        })?;
-        let kept = self.windows.remove(at)?;
-        let from = (range.start - kept.1) as usize;
-        let hit = kept
-            .2
-            .slice(from..from + (range.end - range.start) as usize);
-        self.windows.push_back(kept);
-        Some(hit)
+    /// The kept windows of `pack` as spans for [`reach`].
+    fn kept_spans(&self, pack: &ObjectId) -> Vec<(usize, u64, u64)> {
+        let of_pack = self
+            .windows
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.0 == *pack);
+        of_pack
+            .map(|(i, (_, start, bytes))| (i, *start, start + bytes.len() as u64))
+            .collect()
     }
 
+    /// The longest start of `range` of `pack` that kept windows hold, if any: sliced out of
+    /// one window, or copied out of the two (or more) that a read across the line between
+    /// windows lies in. The windows used become the most recently used.
+    fn kept_start(&mut self, pack: &ObjectId, range: &Range<u64>) -> Option<Bytes> {
+        let (mut used, at) = reach(&self.kept_spans(pack), range);
+        let piece = |i: usize, from: u64| {
+            let (_, start, bytes) = &self.windows[i];
+            let to = range.end.min(start + bytes.len() as u64);
+            bytes.slice((from - start) as usize..(to - start) as usize)
+        };
+        let held = match used[..] {
+            [] => return None,
+            [only] => piece(only, range.start),
+            _ => {
+                let mut joined = BytesMut::with_capacity((at - range.start) as usize);
+                for &i in &used {
+                    joined.extend_from_slice(&piece(i, range.start + joined.len() as u64));
+                }
+                joined.freeze()
+            }
+        };
+        used.sort_unstable();
+        for i in used.into_iter().rev() {
+            let window = self.windows.remove(i)?;
+            self.windows.push_back(window);
+        }
+        Some(held)
+    }
+
+    /// Whether windows kept or being fetched will hold all of `range`.
     fn being_fetched(&self, pack: &ObjectId, range: &Range<u64>) -> bool {
-        self.fetching
-            .iter()
-            .any(|(id, start, end)| id == pack && *start <= range.start && range.end <= *end)
+        let mut spans = self.kept_spans(pack);
+        let fetching = self.fetching.iter().filter(|(id, ..)| id == pack);
+        spans.extend(fetching.map(|(_, start, end)| (usize::MAX, *start, *end)));
+        reach(&spans, range).1 == range.end
+    }
+
+    /// Keeps `window`, evicting the least recently used windows to stay within `budget`
+    /// bytes.
+    fn keep(&mut self, window: (ObjectId, u64, Bytes), budget: u64) {
+        let len = window.2.len() as u64;
+        while self.kept + len > budget {
+            let Some((.., evicted)) = self.windows.pop_front() else {
+                break;
+            };
+            self.kept -= evicted.len() as u64;
+        }
+        self.kept += len;
+        self.windows.push_back(window);
     }
 
     /// If a read at `offset` of `pack` continues recent fetches, where the last of them ends:
@@ -171,28 +243,47 @@ impl ReadAhead {
         range: Range<u64>,
         fetch: impl Fn(Range<u64>) -> Result<Bytes, E>,
     ) -> Result<Bytes, E> {
-        let len = range.end - range.start;
         let mut state = self.lock();
-        loop {
-            if let Some(hit) = state.as_mut().and_then(|s| s.cached(pack, &range)) {
-                return Ok(hit);
+        let held = loop {
+            let held = state.as_mut().and_then(|s| s.kept_start(pack, &range));
+            let held_len = held.as_ref().map_or(0, |h| h.len() as u64);
+            if held_len == range.end - range.start {
+                return Ok(held.unwrap_or_default());
             }
             match state {
                 Some(s) if s.being_fetched(pack, &range) => {
                     state = self.fetched.wait(s).ok();
                 }
-                _ => break,
+                _ => break held,
             }
-        }
+        };
+        // Only the part that no kept window holds is fetched, and joined to the held start;
+        // a direct local read is fetched whole, so that its blobs are opened where they lie.
+        let direct = !self.remote && range.end - range.start >= LOCAL_DIRECT;
+        let held = held.filter(|_| !direct);
+        let join = |fetched: Bytes| match &held {
+            Some(held) => {
+                let mut joined = BytesMut::with_capacity(held.len() + fetched.len());
+                joined.extend_from_slice(held);
+                joined.extend_from_slice(&fetched);
+                joined.freeze()
+            }
+            None => fetched,
+        };
+        let range = range.start + held.as_ref().map_or(0, |h| h.len() as u64)..range.end;
+        let len = range.end - range.start;
         let continued = state
             .as_ref()
             .and_then(|s| s.continued(pack, range.start, self.behind, self.window));
         let (start, end) = match continued {
             // A stream's windows lie on a grid (see the module's documentation); going on from
             // a fetch that ended inside a window, the stream fetches the rest of that window.
+            // A read across a grid line takes the next window along: it is wanted next, and
+            // fetching the read alone would fetch its bytes twice.
             Some(after) if self.behind == 0 => {
                 let cell = range.start / self.window * self.window;
-                (cell.max(after), cell + self.window)
+                let end = range.end.div_ceil(self.window) * self.window;
+                (cell.max(after), end.max(cell + self.window))
             }
             Some(_) => {
                 let start = range.start.saturating_sub(self.behind);
@@ -211,10 +302,9 @@ impl ReadAhead {
             }
             s.recent.push_back(window);
         }
-        let direct = !self.remote && len >= LOCAL_DIRECT;
         if len >= self.window || end <= range.end || direct {
             drop(state);
-            return fetch(range);
+            return fetch(range).map(join);
         }
         let fetching = Fetching {
             ahead: self,
@@ -228,16 +318,13 @@ impl ReadAhead {
             .ok()
             .filter(|w| w.len() as u64 == end - start);
         if let (Some(window), Some(mut s)) = (&got, self.lock()) {
-            if s.windows.len() == WINDOWS {
-                s.windows.pop_front();
-            }
-            s.windows.push_back((*pack, start, window.clone()));
+            s.keep((*pack, start, window.clone()), WINDOWS as u64 * self.window);
         }
         drop(fetching);
         let at = (range.start - start) as usize;
         match got {
-            Some(window) => Ok(window.slice(at..at + len as usize)),
-            None => fetch(range),
+            Some(window) => Ok(join(window.slice(at..at + len as usize))),
+            None => fetch(range).map(join),
         }
     }
 
@@ -324,7 +411,7 @@ mod tests {
     #[test]
     fn a_stream_from_a_jump_fetches_the_rest_of_its_window_and_a_read_back_is_a_jump() {
         let id = ObjectId([1; 32]);
-        let pack = Pack::new(16 << 20);
+        let pack = Pack::new(40 << 20);
         let fetch = |r| pack.fetch(r);
         let size = pack.data.len() as u64;
         let ra = ReadAhead::forward(true);
@@ -338,15 +425,62 @@ mod tests {
             pack.asked(),
             [at..at + JUMP_WINDOW, at + JUMP_WINDOW..2 * WINDOW]
         );
-        // Once those windows are evicted, a read inside them again (a duplicate file's
-        // blobs) is a jump: it does not fetch the whole window again.
-        for other in 2..2 + WINDOWS as u8 {
-            ra.read(&ObjectId([other; 32]), size, 0..10, fetch).unwrap();
+        // Once a stream through another pack has evicted those windows, a read inside them
+        // again (a duplicate file's blobs) is a jump: it does not fetch the whole window again.
+        let other = ObjectId([2; 32]);
+        for start in (0..(WINDOWS as u64 + 1) * WINDOW).step_by(JUMP_WINDOW as usize) {
+            ra.read(&other, size, start..start + 10, fetch).unwrap();
         }
         let back = at + JUMP_WINDOW + 1000;
         let got = ra.read(&id, size, back..back + 100, fetch).unwrap();
         assert_eq!(got, pack.data.slice(back as usize..back as usize + 100));
         assert_eq!(pack.asked().last(), Some(&(back..back + JUMP_WINDOW)));
+    }
+
+    #[test]
+    fn a_read_across_windows_fetches_only_what_they_lack() {
+        let id = ObjectId([1; 32]);
+        let pack = Pack::new(40 << 20);
+        let (data, fetch) = (&pack.data, |r| pack.fetch(r));
+        let fetches = || pack.asked().len();
+        let size = data.len() as u64;
+        let expect = |r: &Range<u64>| data.slice(r.start as usize..r.end as usize);
+        let ra = ReadAhead::forward(true);
+        ra.read(&id, size, 0..100, fetch).unwrap();
+        ra.read(&id, size, JUMP_WINDOW..JUMP_WINDOW + 100, fetch)
+            .unwrap();
+        assert_eq!(pack.asked(), [0..JUMP_WINDOW, JUMP_WINDOW..WINDOW]);
+        // Across the line to the next window: the rest comes with the whole next window.
+        let across = WINDOW - 1000..WINDOW + 1000;
+        assert_eq!(
+            ra.read(&id, size, across.clone(), fetch).unwrap(),
+            expect(&across)
+        );
+        assert_eq!(pack.asked().last(), Some(&(WINDOW..2 * WINDOW)));
+        // A worker ahead fetched the next window first: a read across the line between two
+        // kept windows is served from both.
+        let ahead = 2 * WINDOW + 5000..2 * WINDOW + 5100;
+        ra.read(&id, size, ahead, fetch).unwrap();
+        assert_eq!(pack.asked().last(), Some(&(2 * WINDOW..3 * WINDOW)));
+        let before = fetches();
+        let across = 2 * WINDOW - 1000..2 * WINDOW + 1000;
+        assert_eq!(
+            ra.read(&id, size, across.clone(), fetch).unwrap(),
+            expect(&across)
+        );
+        assert_eq!(fetches(), before);
+        // Small windows fetched by jumps elsewhere do not evict the stream's windows: memory
+        // is counted in bytes.
+        for other in 2..2 + 2 * WINDOWS as u8 {
+            ra.read(&ObjectId([other; 32]), size, 0..10, fetch).unwrap();
+        }
+        let before = fetches();
+        let inside = WINDOW + 10..WINDOW + 20;
+        assert_eq!(
+            ra.read(&id, size, inside.clone(), fetch).unwrap(),
+            expect(&inside)
+        );
+        assert_eq!(fetches(), before);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! back: a large file while it is written, by a thread that follows the writes). That check
 //! covers every chunk's content, so chunks' keyed ids are not computed again (a second BLAKE3
 //! pass over all data). Chunks of zeros are not written, so sparse files stay sparse.
-//! Hardlinks are recreated from the recorded (device, inode) pairs. Directory metadata is
+//! Hardlinks are recreated from the recorded (device, inode) pairs. From a network store, a
+//! small file with the content of an earlier one is copied from it once the others are
+//! written (see `COPY_MAX`). Directory metadata is
 //! applied after the directory's content, so its mtime survives. A file that fails
 //! verification is reported and the restore goes on with the others: the caller gets every
 //! failure, never a silent partial result.
@@ -130,6 +132,9 @@ pub fn restore_then<T>(
         as_root,
         hardlinks: HashMap::new(),
         links: Vec::new(),
+        copy_duplicates: repo.store().is_remote(),
+        copy_sources: HashMap::new(),
+        copies: Vec::new(),
         dir_metadata: Vec::new(),
         jobs: Some(jobs),
         batch: Vec::new(),
@@ -159,11 +164,15 @@ pub fn restore_then<T>(
             .try_for_each(|w| w.join().map_err(|_| worker_died()));
         joined.and(walked)
     });
-    let state = std::mem::take(&mut *written.lock().map_err(|_| worker_died())?);
-    if let Some(e) = state.fatal {
+    let mut state = std::mem::take(&mut *written.lock().map_err(|_| worker_died())?);
+    if let Some(e) = state.fatal.take() {
         return Err(e);
     }
     walked?;
+    r.copy_files(&writer, &mut state);
+    if let Some(e) = state.fatal.take() {
+        return Err(e);
+    }
     r.finish(state)?;
     let target = &opts.target;
     std::thread::scope(|scope| {
@@ -241,7 +250,7 @@ impl FileWriter<'_> {
             }
             let mut done = Written::default();
             for job in batch {
-                self.write_file(job, &mut done);
+                self.write_file(job, None, &mut done);
                 if done.fatal.is_some() {
                     break;
                 }
@@ -251,10 +260,19 @@ impl FileWriter<'_> {
         }
     }
 
-    /// Writes one file's content and metadata, recording the outcome in `done`.
-    fn write_file(&self, job: FileJob, done: &mut Written) {
+    /// Writes one file's content and metadata, recording the outcome in `done`. The content
+    /// is copied from `copy_of` if that file holds it, else read from the repository.
+    fn write_file(&self, job: FileJob, copy_of: Option<&Path>, done: &mut Written) {
         let file = job.file;
-        match self.write_content(&job.node, &file, &job.path) {
+        let copied = copy_of.map_or(Ok(false), |from| {
+            copy_content(from, &job.node, &job.path, &file)
+        });
+        let content = match copied {
+            Ok(true) => Ok(None),
+            Ok(false) => self.write_content(&job.node, &file, &job.path),
+            Err(e) => Err(e),
+        };
+        match content {
             Ok(read_back) => {
                 if let Some(hash) = read_back {
                     done.out.read_back.insert(job.snap_path, hash);
@@ -517,6 +535,26 @@ fn open_chunk(
     Ok(chunk)
 }
 
+/// Copies `source`, a file restored earlier with the same whole-file BLAKE3 as `node`, into
+/// `file` (at `path`), if it holds exactly that content: `false` if it does not (its restore
+/// failed, or it was changed since) or cannot be read. A file of zeros stays a hole.
+fn copy_content(source: &Path, node: &Node, path: &Path, file: &File) -> Result<bool> {
+    let Ok(bytes) = std::fs::read(source) else {
+        return Ok(false);
+    };
+    let hash = ObjectId(*blake3::hash(&bytes).as_bytes());
+    if bytes.len() as u64 != node.size || Some(hash) != node.blake3 {
+        return Ok(false);
+    }
+    if is_zero(&bytes) {
+        file.set_len(node.size)
+    } else {
+        file.write_all_at(&bytes, 0)
+    }
+    .map_err(|e| local_write_error(path, e))?;
+    Ok(true)
+}
+
 /// Files at least this large start their writeback once written (smaller ones are left to
 /// the final sync: a system call each for little data).
 const WRITEBACK_MIN: u64 = 64 << 10;
@@ -541,6 +579,23 @@ fn sync_file_system(target: &Path) -> Result<()> {
     nix::unistd::syncfs(&dir).map_err(|e| local_write_error(target, e.into()))
 }
 
+/// From a network store, files up to this size whose content an earlier file of the restore
+/// has are copied from it, not read from the repository again: each such duplicate cost a
+/// request (and the server a read of a whole block of its own) for a few KiB. (From a
+/// directory, that read is a `pread`, and remembering the sources cost more than it saved.)
+const COPY_MAX: u64 = 1 << 20;
+/// Contents remembered as sources of copies: memory stays bounded in a restore of millions of
+/// files (the duplicates of later contents are read from the repository).
+const COPY_SOURCES: usize = 1 << 16;
+
+/// A file whose content is copied from an earlier one: created in walk order, written last.
+struct CopyJob {
+    node: Node,
+    snap_path: Vec<u8>,
+    path: PathBuf,
+    source: PathBuf,
+}
+
 struct Restorer<'r> {
     repo: &'r Repository,
     only: Option<&'r HashSet<Vec<u8>>>,
@@ -553,6 +608,13 @@ struct Restorer<'r> {
     links: Vec<((u64, u64), Vec<u8>)>,
     /// Directories whose metadata waits until every file is written, deepest first.
     dir_metadata: Vec<(PathBuf, Node)>,
+    /// Whether small files whose content an earlier one has are copied (from a network store).
+    copy_duplicates: bool,
+    /// The first path restored with each content (whole-file BLAKE3) of a small file, for
+    /// up to [`COPY_SOURCES`] contents.
+    copy_sources: HashMap<ObjectId, PathBuf>,
+    /// Files created whose content an earlier one has, to copy once every file is written.
+    copies: Vec<CopyJob>,
     jobs: Option<SyncSender<Vec<FileJob>>>,
     /// Files created but not yet sent to the workers.
     batch: Vec<FileJob>,
@@ -698,6 +760,16 @@ impl Restorer<'_> {
         let file = create_file(path)?;
         if node.links > 1 {
             self.hardlinks.insert(key, path.to_path_buf());
+        } else if let Some(source) = self.copy_source(node, path) {
+            // Not kept open until then: there may be more copies than descriptors.
+            drop(file);
+            self.copies.push(CopyJob {
+                node: node.clone(),
+                snap_path: snap_path.to_vec(),
+                path: path.to_path_buf(),
+                source,
+            });
+            return Ok(());
         }
         self.batch.push(FileJob {
             node: node.clone(),
@@ -710,6 +782,45 @@ impl Restorer<'_> {
             self.send_batch()?;
         }
         Ok(())
+    }
+
+    /// The file restored earlier with the content of `node`, a small file, if there is one;
+    /// otherwise `path` becomes the source of later copies.
+    fn copy_source(&mut self, node: &Node, path: &Path) -> Option<PathBuf> {
+        let small = (1..=COPY_MAX).contains(&node.size);
+        let hash = node.blake3.filter(|_| self.copy_duplicates && small)?;
+        if let Some(source) = self.copy_sources.get(&hash) {
+            return Some(source.clone());
+        }
+        if self.copy_sources.len() < COPY_SOURCES {
+            self.copy_sources.insert(hash, path.to_path_buf());
+        }
+        None
+    }
+
+    /// Writes the files whose content an earlier file has, once every other file is written:
+    /// copied from it, or read from the repository if it does not hold that content.
+    fn copy_files(&mut self, writer: &FileWriter, written: &mut Written) {
+        for copy in std::mem::take(&mut self.copies) {
+            let opened = File::options().read(true).write(true).open(&copy.path);
+            let file = match opened {
+                Ok(file) => file,
+                Err(e) => {
+                    written.fatal = Some(local_write_error(&copy.path, e));
+                    return;
+                }
+            };
+            let job = FileJob {
+                node: copy.node,
+                snap_path: copy.snap_path,
+                path: copy.path,
+                file,
+            };
+            writer.write_file(job, Some(&copy.source), written);
+            if written.fatal.is_some() {
+                return;
+            }
+        }
     }
 
     /// Hands the files created so far to the workers.

@@ -667,6 +667,75 @@ fn damage_is_detected_and_attributed() {
     );
 }
 
+/// From a network store, a small file whose content an earlier file of the restore has is
+/// copied from that file: the copies keep their own metadata and a file of zeros stays a
+/// hole. When the first file's content is damaged, each copy is read from the repository
+/// instead and reports the damage too: nothing wrong is copied silently.
+#[test]
+fn duplicate_files_from_a_network_store_are_copied_and_damage_still_reported() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(url) = s3_url("duplicates") else {
+        return;
+    };
+    let location = Location::parse(&url).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("dir/sub")).unwrap();
+    let content = random_bytes(10_000, 7);
+    for (name, mode) in [
+        ("a.txt", 0o644),
+        ("dir/b.txt", 0o600),
+        ("dir/sub/c.txt", 0o755),
+    ] {
+        std::fs::write(src.join(name), &content).unwrap();
+        std::fs::set_permissions(src.join(name), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    set_mtime(&src.join("dir/b.txt"), 1_000_000, 42);
+    std::fs::write(src.join("other.txt"), random_bytes(5_000, 8)).unwrap();
+    for name in ["zeros-1", "zeros-2"] {
+        std::fs::write(src.join(name), vec![0u8; 64 << 10]).unwrap();
+    }
+    let mut repo = init(&location, Cipher::Aes256Gcm);
+    backup(&mut repo, paths_opts(&[&src]), &NoProgress).unwrap();
+    let repo = reopen(&location).unwrap();
+    let (_, snap) = repo.find_snapshot("latest").unwrap();
+    let restore_into = |repo: &Repository, target: &Path| {
+        let opts = RestoreOptions {
+            target: target.to_path_buf(),
+            ..Default::default()
+        };
+        restore(repo, &snap.tree, &opts).unwrap()
+    };
+    let target = tmp.path().join("restore");
+    let out = restore_into(&repo, &target);
+    assert!(out.errors.is_empty() && out.warnings.is_empty(), "{out:?}");
+    assert_eq!(out.files, 6);
+    let restored = restored_path(&target, &src);
+    assert_same_tree(&src, &restored);
+    let zeros = std::fs::metadata(restored.join("zeros-2")).unwrap();
+    assert_eq!(zeros.blocks(), 0, "a copied file of zeros was written");
+
+    // Damage the one stored copy of the shared content.
+    let blob = node_at(&repo, &snap.tree, "/a.txt").content[0];
+    let at = repo.index().get(&blob).unwrap();
+    let pack = coffer::repo::pack_name(&at.pack);
+    let store = Store::open(&location, false).unwrap();
+    let mut bytes = store.get(&pack).unwrap().to_vec();
+    bytes[at.offset as usize + 100] ^= 1;
+    store.delete(&pack).unwrap();
+    store.put_new(&pack, bytes.into()).unwrap();
+    let repo = reopen(&location).unwrap();
+    let out = restore_into(&repo, &tmp.path().join("damaged"));
+    let mut failed: Vec<_> = out.errors.iter().map(|e| e.path.clone()).collect();
+    failed.sort();
+    let expected: Vec<_> = ["a.txt", "dir/b.txt", "dir/sub/c.txt"]
+        .iter()
+        .map(|name| format!("{}/{name}", src.display()))
+        .collect();
+    assert_eq!(failed, expected, "{:?}", out.errors);
+    assert_eq!(out.files, 3, "the other files are restored");
+}
+
 /// Flips one byte at several places in every stored object: the damage is always reported,
 /// either when opening the repository or by `check --read-data`, and never by a panic.
 #[test]

@@ -41,7 +41,8 @@ pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-fn set_mtime(path: &Path, sec: i64, nsec: i64) {
+/// Sets the modification (and access) time of `path` without following a symlink.
+pub fn set_mtime(path: &Path, sec: i64, nsec: i64) {
     let t = nix::sys::time::TimeSpec::new(sec, nsec);
     nix::sys::stat::utimensat(
         nix::fcntl::AT_FDCWD,

@@ -7,10 +7,9 @@
 //! pass over all data). Chunks of zeros are not written, so sparse files stay sparse.
 //! Hardlinks are recreated from the recorded (device, inode) pairs. From a network store, a
 //! small file with the content of an earlier one is copied from it once the others are
-//! written (see `COPY_MAX`). Directory metadata is
-//! applied after the directory's content, so its mtime survives. A file that fails
-//! verification is reported and the restore goes on with the others: the caller gets every
-//! failure, never a silent partial result.
+//! written (see `COPY_MAX`). Directory metadata is applied after the directory's content, so
+//! its mtime survives. A file that fails verification is reported and the restore goes on
+//! with the others: the caller gets every failure, never a silent partial result.
 //!
 //! The walk over the trees runs on the calling thread and creates every entry in order; file
 //! content and metadata are written by two workers per core (four from a network store), which

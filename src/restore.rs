@@ -21,7 +21,7 @@
 //! to start the disk's writes early, made the `mixed` restore 0.1 s slower: each sync's journal
 //! commit holds up the creation of files.) The disk's writes start early another way: each
 //! file but the smallest starts its own writeback once written, a large one as it goes (see
-//! `start_writeback`). Restores from a directory, 3 interleaved pairs: `mixed` 2.82 to
+//! `start_writeback`). Restores from a directory, in interleaved pairs: `mixed` 2.84 to
 //! 2.58 s, `image` 4.7 to 3.3 s, `incompressible` 2.0 to 1.3 s.
 
 use std::collections::{HashMap, HashSet};

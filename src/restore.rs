@@ -554,8 +554,9 @@ fn copy_content(source: &Path, node: &Node, path: &Path, file: &File) -> Result<
     Ok(true)
 }
 
-/// Files at least this large start their writeback once written (smaller ones are left to
-/// the final sync: a system call each for little data).
+/// Files at least this large start their writeback once written; smaller ones are left to
+/// the final sync, which writes them together. (Starting it for every file made the restore
+/// of 100,000 files of 1-10 KiB 2.9 s to 3.8 s, 3 interleaved pairs.)
 const WRITEBACK_MIN: u64 = 64 << 10;
 /// A large file starts the writeback of each such step of its content while it is written.
 const WRITEBACK_STEP: u64 = 32 << 20;

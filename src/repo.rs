@@ -94,13 +94,8 @@ pub(crate) fn host_name() -> String {
 
 /// This host's name and the current user's, for snapshots and key slots.
 pub fn host_and_user() -> (String, String) {
-    let host = host_name();
-    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| nix::unistd::getuid().to_string());
-    (host, user)
+    let (_, user) = crate::fsmeta::OwnerNames::of_current_user();
+    (host_name(), user)
 }
 
 pub(crate) fn slot_info() -> SlotInfo {

@@ -39,8 +39,8 @@ use crate::id::ObjectId;
 /// Bytes copied into an aligned buffer and written at once.
 const PIECE: usize = 1 << 20;
 /// Pieces handed to the writer thread and not yet written, at most. With one, filling the
-/// next piece waited for every write; the disk's pace varies from write to write, and a short
-/// queue absorbs it (2 GiB of incompressible data: 1.86 s with one, 1.69-1.73 s with 2-4).
+/// next piece waited for each write to end; with a few, it runs ahead of a slow write (2 GiB
+/// of incompressible data, interleaved runs: 1.86 s with one, 1.69-1.73 s with 2 to 4).
 const QUEUE: usize = 3;
 /// Alignment of buffer, offsets and lengths for `O_DIRECT` (a multiple of any block size).
 const ALIGN: usize = 4096;

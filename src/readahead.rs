@@ -82,12 +82,22 @@ type Span = (ObjectId, u64, u64);
 struct State {
     /// Kept windows, least recently used first.
     windows: VecDeque<(ObjectId, u64, Bytes)>,
-    /// Their bytes, at most [`WINDOWS`] full windows.
-    kept: u64,
     /// Windows being fetched.
     fetching: Vec<Span>,
     /// The last [`RECENT`] windows fetched.
     recent: VecDeque<Span>,
+}
+
+/// `parts` one after the other: the part itself if there is only one, else a copy of them all.
+fn concat(parts: Vec<Bytes>) -> Bytes {
+    match <[Bytes; 1]>::try_from(parts) {
+        Ok([only]) => only,
+        Err(parts) => {
+            let mut joined = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+            parts.iter().for_each(|part| joined.extend_from_slice(part));
+            joined.freeze()
+        }
+    }
 }
 
 /// From `range.start` on, the spans (index, start, end) that in turn hold the most of
@@ -126,23 +136,19 @@ impl State {
     /// one window, or copied out of the two (or more) that a read across the line between
     /// windows lies in. The windows used become the most recently used.
     fn kept_start(&mut self, pack: &ObjectId, range: &Range<u64>) -> Option<Bytes> {
-        let (mut used, at) = reach(&self.kept_spans(pack), range);
-        let piece = |i: usize, from: u64| {
+        let (mut used, _) = reach(&self.kept_spans(pack), range);
+        if used.is_empty() {
+            return None;
+        }
+        let mut from = range.start;
+        let pieces = used.iter().map(|&i| {
             let (_, start, bytes) = &self.windows[i];
             let to = range.end.min(start + bytes.len() as u64);
-            bytes.slice((from - start) as usize..(to - start) as usize)
-        };
-        let held = match used[..] {
-            [] => return None,
-            [only] => piece(only, range.start),
-            _ => {
-                let mut joined = BytesMut::with_capacity((at - range.start) as usize);
-                for &i in &used {
-                    joined.extend_from_slice(&piece(i, range.start + joined.len() as u64));
-                }
-                joined.freeze()
-            }
-        };
+            let piece = bytes.slice((from - start) as usize..(to - start) as usize);
+            from = to;
+            piece
+        });
+        let held = concat(pieces.collect());
         used.sort_unstable();
         for i in used.into_iter().rev() {
             let window = self.windows.remove(i)?;
@@ -162,14 +168,13 @@ impl State {
     /// Keeps `window`, evicting the least recently used windows to stay within `budget`
     /// bytes.
     fn keep(&mut self, window: (ObjectId, u64, Bytes), budget: u64) {
-        let len = window.2.len() as u64;
-        while self.kept + len > budget {
+        let mut kept: u64 = self.windows.iter().map(|w| w.2.len() as u64).sum();
+        while kept + window.2.len() as u64 > budget {
             let Some((.., evicted)) = self.windows.pop_front() else {
                 break;
             };
-            self.kept -= evicted.len() as u64;
+            kept -= evicted.len() as u64;
         }
-        self.kept += len;
         self.windows.push_back(window);
     }
 
@@ -261,15 +266,7 @@ impl ReadAhead {
         // a direct local read is fetched whole, so that its blobs are opened where they lie.
         let direct = !self.remote && range.end - range.start >= LOCAL_DIRECT;
         let held = held.filter(|_| !direct);
-        let join = |fetched: Bytes| match &held {
-            Some(held) => {
-                let mut joined = BytesMut::with_capacity(held.len() + fetched.len());
-                joined.extend_from_slice(held);
-                joined.extend_from_slice(&fetched);
-                joined.freeze()
-            }
-            None => fetched,
-        };
+        let join = |fetched: Bytes| concat(held.iter().cloned().chain([fetched]).collect());
         let range = range.start + held.as_ref().map_or(0, |h| h.len() as u64)..range.end;
         let len = range.end - range.start;
         let continued = state
